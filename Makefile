@@ -1,0 +1,33 @@
+# The README's commands. Each target creates .venv and installs the project first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint schemas demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ebl serve
+
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check ebl api tests bench
+	$(BIN)/ruff format --check ebl api tests bench
+	$(BIN)/mypy ebl
+
+schemas: $(STAMP)
+	$(BIN)/ebl schemas
+
+demo: $(STAMP)
+	$(BIN)/ebl demo
+
+clean:
+	rm -rf $(VENV) data *.egg-info

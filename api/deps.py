@@ -1,0 +1,49 @@
+"""Typed dependencies: the node, the authenticated caller, and the strictly parsed JSON body."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from ebl import canonical
+from ebl.errors import PayloadTooLarge, Unauthenticated
+from ebl.service import Caller, Node
+
+
+def get_node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[Node, Depends(get_node)]
+
+
+def get_caller(request: Request, node: NodeDep) -> Caller:
+    header = request.headers.get("authorization")
+    if header is None:
+        return node.authenticate(None)
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("use 'Authorization: Bearer <api-key>'")
+    return node.authenticate(token.strip())
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_json_body(request: Request, node: NodeDep) -> Any:
+    """The body as I-JSON (duplicate keys, NaN, 2^53+ integers refused), within the size limit."""
+    limit = node.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+    return canonical.loads(bytes(received))
+
+
+JsonBody = Annotated[Any, Depends(get_json_body)]

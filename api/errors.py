@@ -1,0 +1,93 @@
+"""One handler maps the error tree of :mod:`ebl.errors` (and FastAPI's own errors) to DCSA ``ErrorResponse``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ebl.errors import EblError, ErrorDetail
+
+logger = logging.getLogger("ebl.api")
+
+
+class DetailedError(BaseModel):
+    errorCodeText: str
+    errorCodeMessage: str
+    property: str | None = None
+    jsonPath: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """DCSA ``ErrorResponse`` (API Design Principles 2.0)."""
+
+    httpMethod: str
+    requestUri: str
+    statusCode: int
+    statusCodeText: str
+    statusCodeMessage: str | None = None
+    errorDateTime: str
+    errors: list[DetailedError]
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, details: tuple[ErrorDetail, ...] = ()
+) -> JSONResponse:
+    errors = [
+        DetailedError(
+            errorCodeText=detail.code or code,
+            errorCodeMessage=detail.message[:5000],
+            property=detail.property,
+            jsonPath=detail.json_path,
+        )
+        for detail in details
+    ] or [DetailedError(errorCodeText=code, errorCodeMessage=message[:5000])]
+    body = ErrorResponse(
+        httpMethod=request.method,
+        requestUri=request.url.path,
+        statusCode=status,
+        statusCodeText=HTTPStatus(status).phrase,
+        statusCodeMessage=message[:5000],
+        errorDateTime=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        errors=errors,
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def ebl_error_response(request: Request, exc: EblError) -> JSONResponse:
+    return error_response(request, exc.status_code, exc.code, exc.message, exc.details)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(EblError)
+    async def _ebl_error(request: Request, exc: EblError) -> JSONResponse:
+        return ebl_error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = tuple(
+            ErrorDetail(
+                message=str(error.get("msg", "invalid")),
+                code="INVALID_PARAMETER",
+                property=str(error["loc"][-1]) if error.get("loc") else None,
+            )
+            for error in exc.errors()
+        )
+        return error_response(request, 400, "INVALID_PARAMETER", "a request parameter is not valid", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTPStatus(exc.status_code).phrase.upper().replace(" ", "_")
+        return error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "INTERNAL_ERROR", "the node failed to handle this request")

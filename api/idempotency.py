@@ -1,0 +1,50 @@
+"""``Idempotency-Key`` on POST (DESIGN §7): the same key and body replay the first answer; another body is 409."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+
+from api.errors import ebl_error_response
+from ebl import canonical
+from ebl.errors import EblError
+from ebl.service import Caller, Node, StoredResponse
+
+
+def run(
+    request: Request,
+    node: Node,
+    caller: Caller,
+    body: Any,
+    status_code: int,
+    action: Callable[[], Any],
+) -> Response:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return JSONResponse(jsonable_encoder(action()), status_code=status_code)
+    request_hash = canonical.sha256_hex(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + canonical.canonicalize(body)
+    )
+    stored = node.begin_idempotent(caller, key, request_hash)
+    if stored is not None:
+        return Response(
+            stored.body,
+            status_code=stored.status_code,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        result = action()
+    except EblError as exc:
+        response: Response = ebl_error_response(request, exc)
+    except BaseException:
+        node.finish_idempotent(caller, key, None)
+        raise
+    else:
+        response = JSONResponse(jsonable_encoder(result), status_code=status_code)
+    node.finish_idempotent(caller, key, StoredResponse(response.status_code, bytes(response.body).decode()))
+    return response

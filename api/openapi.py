@@ -1,0 +1,47 @@
+"""Request bodies are parsed strictly by :func:`api.deps.get_json_body`, not by FastAPI, so their schemas are
+published here: ``request_body(Model)`` documents a route's body and adds the model to the OpenAPI components."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from api.errors import ErrorResponse
+
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "malformed body, or a document that breaks the DCSA schema or business rules",
+        401: "no valid API key",
+        403: "the caller's role never allows this",
+        404: "no such eBL that the caller may see",
+        409: "the current state does not allow this (the error code names the rule)",
+        413: "the body is over the size limit",
+    }.items()
+}
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    _BODY_MODELS[model.__name__] = model
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, model in _BODY_MODELS.items():
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[name] = model_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

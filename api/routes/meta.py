@@ -1,0 +1,54 @@
+"""Health, public keys, the party directory and the sandbox credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import CallerDep, JsonBody, NodeDep
+from api.openapi import ERRORS
+from ebl.service import PartyInfo, SandboxParty
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["meta"], summary="Liveness and database reachability")
+def health(node: NodeDep) -> dict[str, str]:
+    node.health()
+    return {"status": "ok", "platform": node.platform}
+
+
+@router.get("/.well-known/jwks.json", tags=["meta"], summary="Every public key that signed anything on this node")
+def jwks(node: NodeDep) -> dict[str, Any]:
+    return node.jwks()
+
+
+@router.get(
+    "/sandbox/parties",
+    tags=["sandbox"],
+    summary="The seeded corridor parties with their API keys (sandbox only)",
+    description="CQSB and SGSB are this project's sandbox platform codes, not DCSA-registered ones.",
+    responses={404: ERRORS[404]},
+)
+def sandbox_parties(node: NodeDep) -> list[SandboxParty]:
+    return node.sandbox_parties()
+
+
+@router.get("/v1/parties", tags=["parties"], summary="Party directory", responses={401: ERRORS[401]})
+def parties(node: NodeDep, _caller: CallerDep) -> list[PartyInfo]:
+    return node.directory()
+
+
+@router.post(
+    "/v1/parties/me/keys",
+    tags=["parties"],
+    status_code=201,
+    summary="Register a public JWK the caller holds itself",
+    description="Ed25519 (EdDSA), P-256 (ES256) or RSA ≥ 2048 (PS256/RS256). The node answers with a key "
+    "credential it signed. Use the key to sign issuance manifests.",
+    responses={k: ERRORS[k] for k in (400, 401, 409)},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+def register_key(node: NodeDep, caller: CallerDep, body: JsonBody) -> dict[str, Any]:
+    return node.register_key(caller, body)

@@ -1,0 +1,28 @@
+"""Verification of a bundle: no authentication, no database read."""
+
+from __future__ import annotations
+
+from ebl.verify import VerificationReport
+from fastapi import APIRouter
+
+from api.deps import JsonBody, NodeDep
+from api.openapi import ERRORS
+
+router = APIRouter(tags=["verification"])
+
+
+@router.post(
+    "/v1/verify",
+    summary="Verify an eBL bundle against this node's trust store",
+    description="Answers 200 with the report whether the verdict is VALID or INVALID; 400 only when the body is "
+    "not a bundle at all.",
+    responses={k: ERRORS[k] for k in (400, 413)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Bundle"}}},
+        }
+    },
+)
+def verify(node: NodeDep, body: JsonBody) -> VerificationReport:
+    return node.verify(body)

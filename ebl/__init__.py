@@ -1,0 +1,1 @@
+"""eBL corridor: the domain library (no web framework here)."""

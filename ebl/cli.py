@@ -1,0 +1,112 @@
+"""The ``ebl`` command: serve a node, play the demo, verify a bundle offline, write schemas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ebl.errors import EblError
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.platform:
+        os.environ["EBL_PLATFORM"] = args.platform
+    # The web adapter is loaded by name: the domain library never imports it.
+    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _sandbox(_args: argparse.Namespace) -> int:
+    from ebl.config import Settings
+    from ebl.service import Node
+
+    parties = Node.open(Settings()).sandbox_parties()
+    rows = [("party", "platform", "roles", "identifying code", "API key")]
+    for party in parties:
+        code = party.identifyingCodes[0]
+        rows.append(
+            (
+                party.partyName,
+                party.eblPlatform,
+                ",".join(party.roles),
+                f"{code.get('codeListName', '')} {code['partyCode']}",
+                party.apiKey,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print("\nCQSB and SGSB are this project's sandbox platform codes, not DCSA-registered ones.")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ebl.keys import TrustStore
+    from ebl.verify import verify_bundle
+
+    try:
+        trust = TrustStore.load(Path(args.trust))
+        bundle = json.loads(Path(args.bundle).read_text(encoding="utf-8"))
+        report = verify_bundle(bundle, trust)
+    except (OSError, ValueError, EblError) as exc:
+        print(f"ebl verify: unusable input: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    print(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    return EXIT_VALID if report.verdict == "VALID" else EXIT_INVALID
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from ebl import schemas
+
+    for path in schemas.write(Path(args.out)):
+        print(path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ebl.demo import run
+
+    return run(args.url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ebl", description="eBL corridor node (DCSA eBL 3.0 on a signed ledger)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run a node (EBL_DATABASE_URL, EBL_KEYS_DIR pick database and keys)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--platform", help="platform code of this node (default CQSB, or EBL_PLATFORM)")
+    serve.set_defaults(handler=_serve)
+
+    sandbox = commands.add_parser("sandbox", help="print the sandbox parties and their API keys")
+    sandbox.set_defaults(handler=_sandbox)
+
+    demo = commands.add_parser("demo", help="play the corridor story against a running node")
+    demo.add_argument("--url", default="http://127.0.0.1:8000")
+    demo.set_defaults(handler=_demo)
+
+    verify = commands.add_parser("verify", help="verify a bundle offline (exit 0 valid, 1 invalid, 2 unusable)")
+    verify.add_argument("bundle")
+    verify.add_argument("--trust", default="keys/trust.json", help="trust store (node keys per platform)")
+    verify.set_defaults(handler=_verify)
+
+    schemas = commands.add_parser("schemas", help="write the JSON Schemas into schemas/")
+    schemas.add_argument("--out", default="schemas")
+    schemas.set_defaults(handler=_schemas)
+
+    args = parser.parse_args(argv)
+    result: int = args.handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

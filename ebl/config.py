@@ -1,0 +1,34 @@
+"""Settings, read from the environment with the prefix ``EBL_`` (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/ebl.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EBL_", extra="ignore")
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL; SQLite by default")
+    keys_dir: Path = Field(Path("keys"), description="node key, key-encryption key, trust store")
+    platform: Annotated[str, Field(pattern=r"^[A-Z0-9]{4}$")] = "CQSB"
+    sandbox: bool | None = Field(
+        None, description="seed the corridor parties and serve their API keys; default: on for SQLite"
+    )
+    max_body_bytes: Annotated[int, Field(gt=0)] = 1_000_000
+    public_url: str = "http://127.0.0.1:8000"
+
+    @model_validator(mode="after")
+    def _default_sandbox(self) -> Settings:
+        if self.sandbox is None:
+            self.sandbox = self.database_url.startswith("sqlite")
+        return self
+
+    @property
+    def is_sandbox(self) -> bool:
+        return bool(self.sandbox)

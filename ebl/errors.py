@@ -1,0 +1,118 @@
+"""The one exception tree of the eBL library.
+
+Every error the domain raises is an :class:`EblError`. Each class carries the HTTP status the API
+answers with and a DCSA-style ``errorCodeText``; the API maps the tree to a DCSA ``ErrorResponse`` in
+one handler, so a new error needs no new HTTP code.
+
+    EblError
+    ├── BadRequest                  400  INVALID_REQUEST
+    │   ├── MalformedJson           400  MALFORMED_JSON        (not I-JSON: duplicate keys, NaN, 2^53+ …)
+    │   ├── InvalidDocument         400  INVALID_TRANSPORT_DOCUMENT (DCSA schema or business rule)
+    │   ├── InvalidSignature        400  INVALID_SIGNATURE     (a JWS that does not verify)
+    │   └── UnusableBundle          400  UNUSABLE_BUNDLE       (a bundle too broken to verify)
+    ├── Unauthenticated             401  UNAUTHENTICATED
+    ├── Forbidden                   403  FORBIDDEN             (the caller's role never allows it)
+    ├── NotFound                    404  NOT_FOUND
+    ├── Conflict                    409  CONFLICT
+    │   ├── ActionRefused           409  <rule name>           (the eBL's current state forbids it)
+    │   ├── DuplicateIssuance       409  DUPLICATE_ISSUANCE
+    │   ├── LostRace                409  CONCURRENT_UPDATE
+    │   └── IdempotencyKeyReused    409  IDEMPOTENCY_KEY_REUSED
+    └── PayloadTooLarge             413  PAYLOAD_TOO_LARGE
+
+A refusal by the state machine names the rule it broke in ``code`` (for example ``NOT_POSSESSOR``), so
+the client sees which rule of DESIGN §4 applies. :class:`RoleForbidden` is the 403 twin of
+:class:`ActionRefused`: the same rule names, for an action the actor's role can never perform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One entry of a DCSA ``ErrorResponse.errors`` list."""
+
+    message: str
+    code: str | None = None
+    property: str | None = None
+    json_path: str | None = None
+
+
+class EblError(Exception):
+    status_code: ClassVar[int] = 400
+    default_code: ClassVar[str] = "INVALID_REQUEST"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Sequence[ErrorDetail] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details: tuple[ErrorDetail, ...] = tuple(details)
+
+
+class BadRequest(EblError):
+    pass
+
+
+class MalformedJson(BadRequest):
+    default_code = "MALFORMED_JSON"
+
+
+class InvalidDocument(BadRequest):
+    default_code = "INVALID_TRANSPORT_DOCUMENT"
+
+
+class InvalidSignature(BadRequest):
+    default_code = "INVALID_SIGNATURE"
+
+
+class UnusableBundle(BadRequest):
+    default_code = "UNUSABLE_BUNDLE"
+
+
+class Unauthenticated(EblError):
+    status_code = 401
+    default_code = "UNAUTHENTICATED"
+
+
+class Forbidden(EblError):
+    status_code = 403
+    default_code = "FORBIDDEN"
+
+
+class RoleForbidden(Forbidden):
+    """The actor's role can never perform this action (a holder accepting a surrender)."""
+
+
+class NotFound(EblError):
+    status_code = 404
+    default_code = "NOT_FOUND"
+
+
+class Conflict(EblError):
+    status_code = 409
+    default_code = "CONFLICT"
+
+
+class ActionRefused(Conflict):
+    """The eBL's current state does not allow the action; ``code`` names the rule."""
+
+
+class DuplicateIssuance(Conflict):
+    default_code = "DUPLICATE_ISSUANCE"
+
+
+class LostRace(Conflict):
+    default_code = "CONCURRENT_UPDATE"
+
+
+class IdempotencyKeyReused(Conflict):
+    default_code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class PayloadTooLarge(EblError):
+    status_code = 413
+    default_code = "PAYLOAD_TOO_LARGE"

@@ -1,0 +1,747 @@
+"""Use cases of one platform node: issue, act, read, export and verify eBLs.
+
+Each use case runs in one database transaction, raises errors from :mod:`ebl.errors`, and returns plain models;
+the HTTP adapter (``api/``) only parses, calls and serialises. Authorization lives here: who is involved in an
+eBL, which role may do what. The rules of the eBL itself live in :mod:`ebl.chain`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, text
+
+from ebl import canonical, chain, credentials, jws, keys
+from ebl.bundle import assemble, sign_head
+from ebl.chain import ActionCode, DocumentFacts, EblState, EntryPayload, Status, Transaction
+from ebl.config import Settings
+from ebl.corridor import CORRIDOR_PARTIES
+from ebl.document import validate_transport_document
+from ebl.errors import (
+    BadRequest,
+    Conflict,
+    DuplicateIssuance,
+    ErrorDetail,
+    Forbidden,
+    IdempotencyKeyReused,
+    InvalidSignature,
+    LostRace,
+    NotFound,
+    Unauthenticated,
+)
+from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
+from ebl.store.db import create_schema, make_engine, read_session, write_session
+from ebl.store.repositories import EblRepository, IdempotencyRepository, PartyRepository
+from ebl.store.tables import ChainEntryRow, EblRow, IdempotencyRow, PartyKeyRow, PartyRow
+from ebl.verify import VerificationReport, verify_bundle
+
+MAX_PAGE_SIZE = 100
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+# -- request and response models ----------------------------------------------------------------------------
+
+
+class IssueRequest(BaseModel):
+    """``POST /v1/ebls``: issue a transport document to its first possessor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transportDocument: Annotated[
+        dict[str, Any], Field(description="DCSA eBL 3.0.3 TransportDocument, hashed exactly as received")
+    ]
+    issueTo: IssueToParty
+    issuanceManifestSignedContent: Annotated[
+        str | None,
+        Field(
+            pattern=jws.COMPACT_PATTERN.pattern,
+            description="DCSA IssuanceManifest signed by the carrier; without it the node signs one with the "
+            "carrier's custodial key",
+        ),
+    ] = None
+
+
+class DcsaIssuanceRequest(BaseModel):
+    """``PUT /v3/ebl-issuance-requests``: DCSA eBL Issuance 3.0.3 ``IssuanceRequest``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    document: dict[str, Any]
+    issueTo: IssueToParty
+    issuanceManifestSignedContent: Annotated[str, Field(pattern=jws.COMPACT_PATTERN.pattern)]
+    eBLVisualisationByCarrier: dict[str, Any] | None = None
+    transportDocumentReplacements: dict[str, Any] | None = None
+
+
+class TransactionRequest(BaseModel):
+    """``POST /v1/ebls/{ref}/transactions``: one action on an eBL, signed by the node for the caller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actionCode: ActionCode
+    recipient: PartyRef | None = Field(
+        None, description="resolved by eblPlatform and identifying code; absent for SIGN, BLANK_ENDORSE, SACC"
+    )
+    reasonCode: chain.ReasonCode | None = Field(None, description="SWTP, COD or SWI; SURRENDER_FOR_AMENDMENT only")
+    comments: Annotated[str, Field(max_length=255, pattern=r"^\S(?:.*\S)?$")] | None = None
+
+
+class EblView(BaseModel):
+    transportDocumentReference: str
+    transportDocumentSubReference: str | None = None
+    transportDocument: dict[str, Any]
+    transportDocumentChecksum: str
+    status: Status
+    possessor: dict[str, Any]
+    titleHolder: dict[str, Any] | None = Field(description="the endorsee or consignee; null while blank-endorsed")
+    eblPlatform: str
+    chainLength: int
+
+
+class EblPage(BaseModel):
+    items: list[EblView]
+    nextCursor: str | None
+
+
+class PartyInfo(BaseModel):
+    id: str
+    partyName: str
+    eblPlatform: str
+    roles: list[str]
+    identifyingCodes: list[dict[str, Any]]
+    publicKeys: list[dict[str, Any]]
+
+
+class SandboxParty(BaseModel):
+    id: str
+    partyName: str
+    eblPlatform: str
+    roles: list[str]
+    identifyingCodes: list[dict[str, Any]]
+    apiKey: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated party."""
+
+    id: str
+    party_name: str
+    platform: str
+    roles: frozenset[str]
+    identifying_codes: tuple[dict[str, Any], ...]
+
+    @property
+    def is_verifier(self) -> bool:
+        return Role.VERIFIER in self.roles
+
+    def ref(self) -> PartyRef:
+        return PartyRef.model_validate(_party_ref_json(self.party_name, self.platform, self.identifying_codes))
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: str
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _party_ref_json(name: str, platform: str, codes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"partyName": name, "eblPlatform": platform, "identifyingCodes": [dict(c) for c in codes]}
+
+
+def _row_ref(row: PartyRow) -> dict[str, Any]:
+    return _party_ref_json(row.party_name, row.ebl_platform, row.identifying_codes)
+
+
+def _caller(row: PartyRow) -> Caller:
+    return Caller(row.id, row.party_name, row.ebl_platform, frozenset(row.roles), tuple(row.identifying_codes))
+
+
+def hash_api_key(api_key: str) -> str:
+    # API keys carry 256 random bits, so one SHA-256 is enough: there is nothing to brute-force.
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def _validation_error(exc: ValidationError, prefix: str = "$") -> BadRequest:
+    details = [
+        ErrorDetail(
+            message=error["msg"],
+            code="SCHEMA",
+            property=str(error["loc"][-1]) if error["loc"] else None,
+            json_path=prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]),
+        )
+        for error in exc.errors(include_url=False)
+    ]
+    return BadRequest("the request body does not match the expected shape", details=details)
+
+
+def parse_model(model: type[_Model], value: Any) -> _Model:
+    """Validate a parsed JSON value into ``model``, turning pydantic's errors into a 400 with JSON paths."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def _transactions(entries: Sequence[ChainEntryRow]) -> list[Transaction]:
+    return [EntryPayload.model_validate(jws.unverified_payload(e.jws)).transaction for e in entries]
+
+
+# -- the node -------------------------------------------------------------------------------------------------
+
+
+class Node:
+    """One platform node: its database, its keys and its use cases."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.platform = settings.platform
+        self.engine = engine
+        keys_dir = settings.keys_dir
+        self.node_key = keys.load_or_create_node_key(keys_dir / f"node-{self.platform}.pem")
+        self._kek = keys.load_or_create_secret(keys_dir / f"kek-{self.platform}.bin")
+        trust_path = keys_dir / "trust.json"
+        trust = keys.TrustStore.load(trust_path) if trust_path.exists() else keys.TrustStore({})
+        self.trust = trust.with_node_key(self.platform, self.node_key.public)
+        trust_path.write_text(json.dumps(self.trust.to_json(), indent=2) + "\n", encoding="utf-8")
+        self._sandbox_seed = (
+            keys.load_or_create_secret(keys_dir / f"sandbox-{self.platform}.bin") if settings.is_sandbox else None
+        )
+
+    @classmethod
+    def open(cls, settings: Settings) -> Node:
+        engine = make_engine(settings.database_url)
+        create_schema(engine)
+        node = cls(settings, engine)
+        if settings.is_sandbox:
+            node.seed_corridor_parties(side=None)
+        return node
+
+    # -- parties and authentication --
+
+    def _sandbox_api_key(self, party_id: str) -> str:
+        # Derived, not stored: the database keeps only hashes, yet the sandbox can show every key again.
+        assert self._sandbox_seed is not None
+        digest = hmac.new(self._sandbox_seed, party_id.encode(), hashlib.sha256).digest()
+        return "sbx_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def seed_corridor_parties(self, side: str | None) -> None:
+        """Create the corridor parties (all seven, or one side's) on this node, once."""
+        with write_session(self.engine) as session:
+            parties = PartyRepository(session)
+            existing = {(row.party_name, row.ebl_platform) for row in parties.on_platform(self.platform)}
+            for seed in CORRIDOR_PARTIES:
+                if (side is not None and seed.side != side) or (seed.party_name, self.platform) in existing:
+                    continue
+                party_id = uuid.uuid5(uuid.NAMESPACE_URL, f"ebl:{self.platform}:{seed.party_code}").hex
+                self._add_party(
+                    session,
+                    party_id=party_id,
+                    name=seed.party_name,
+                    roles=[seed.role.value],
+                    codes=seed.identifying_codes(),
+                    api_key=self._sandbox_api_key(party_id),
+                )
+
+    def _add_party(
+        self,
+        session: Session,
+        *,
+        party_id: str,
+        name: str,
+        roles: list[str],
+        codes: list[dict[str, Any]],
+        api_key: str,
+    ) -> PartyRow:
+        now = _now()
+        row = PartyRow(
+            id=party_id,
+            party_name=name,
+            ebl_platform=self.platform,
+            roles=roles,
+            identifying_codes=codes,
+            api_key_hash=hash_api_key(api_key),
+            created_at=now,
+        )
+        parties = PartyRepository(session)
+        parties.add(row)
+        signing_key = keys.generate("Ed25519")
+        parties.add_key(
+            self._key_row(row, signing_key.public, keys.seal(signing_key.private, self._kek, context=signing_key.kid))
+        )
+        return row
+
+    def _key_row(self, party: PartyRow, public: keys.PublicKey, sealed: bytes | None) -> PartyKeyRow:
+        now = _now()
+        credential = credentials.issue(
+            self.node_key,
+            party=_row_ref(party),
+            roles=party.roles,
+            public_key=public,
+            issued_at=chain.action_datetime(now),
+        )
+        return PartyKeyRow(
+            kid=public.kid,
+            party_id=party.id,
+            public_jwk=public.to_json(),
+            sealed_private_key=sealed,
+            credential=credential,
+            created_at=now,
+        )
+
+    def create_party(self, *, name: str, roles: list[str], codes: list[dict[str, Any]]) -> tuple[str, str]:
+        """Register a party on this node; returns its id and its API key, which is shown only this once."""
+        api_key = "ebl_" + secrets.token_urlsafe(32)
+        with write_session(self.engine) as session:
+            row = self._add_party(
+                session, party_id=uuid.uuid4().hex, name=name, roles=roles, codes=codes, api_key=api_key
+            )
+        return row.id, api_key
+
+    def authenticate(self, api_key: str | None) -> Caller:
+        if not api_key:
+            raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
+        digest = hash_api_key(api_key)
+        with read_session(self.engine) as session:
+            row = PartyRepository(session).by_api_key_hash(digest)
+        if row is None or not hmac.compare_digest(row.api_key_hash, digest):
+            raise Unauthenticated("the API key is not valid")
+        return _caller(row)
+
+    def sandbox_parties(self) -> list[SandboxParty]:
+        if not self.settings.is_sandbox:
+            raise NotFound("the sandbox is off on this node")
+        with read_session(self.engine) as session:
+            rows = PartyRepository(session).on_platform(self.platform)
+        return [
+            SandboxParty(
+                id=row.id,
+                partyName=row.party_name,
+                eblPlatform=row.ebl_platform,
+                roles=row.roles,
+                identifyingCodes=row.identifying_codes,
+                apiKey=self._sandbox_api_key(row.id),
+            )
+            for row in rows
+        ]
+
+    def directory(self) -> list[PartyInfo]:
+        with read_session(self.engine) as session:
+            parties = PartyRepository(session)
+            return [
+                PartyInfo(
+                    id=row.id,
+                    partyName=row.party_name,
+                    eblPlatform=row.ebl_platform,
+                    roles=row.roles,
+                    identifyingCodes=row.identifying_codes,
+                    publicKeys=[k.public_jwk for k in parties.keys_of(row.id)],
+                )
+                for row in parties.all()
+            ]
+
+    def register_key(self, caller: Caller, jwk: Any) -> dict[str, Any]:
+        """Register a public key the caller holds itself; the node vouches for it with a credential."""
+        public = keys.parse_public_jwk(jwk)
+        with write_session(self.engine) as session:
+            parties = PartyRepository(session)
+            if parties.key(public.kid) is not None:
+                raise Conflict("this key is already registered", code="KEY_ALREADY_REGISTERED")
+            party = parties.get(caller.id)
+            assert party is not None
+            row = self._key_row(party, public, sealed=None)
+            parties.add_key(row)
+        return {"kid": row.kid, "publicJwk": row.public_jwk, "credential": row.credential}
+
+    def jwks(self) -> dict[str, Any]:
+        with read_session(self.engine) as session:
+            party_keys = [row.public_jwk for row in PartyRepository(session).all_keys()]
+        return {"keys": [self.node_key.public.to_json(), *party_keys]}
+
+    def _resolve(self, parties: PartyRepository, ref: Mapping[str, Any], platform: str, where: str) -> PartyRow:
+        if platform != self.platform:
+            raise Conflict(
+                f"{where} is on platform {platform}; this node ({self.platform}) has no route to it",
+                code="NO_ROUTE_TO_PLATFORM",
+            )
+        wanted = code_keys(ref)
+        for row in parties.on_platform(platform):
+            if wanted & code_keys({"identifyingCodes": row.identifying_codes}):
+                return row
+        raise BadRequest(
+            f"no party on {platform} has the identifying codes of {where}",
+            code="UNKNOWN_PARTY",
+            details=[ErrorDetail(message="unknown party", property=where, json_path=f"$.{where}")],
+        )
+
+    def _custodial_key(self, parties: PartyRepository, party_id: str) -> keys.SigningKey:
+        for row in parties.keys_of(party_id):
+            if row.sealed_private_key is not None:
+                return keys.unseal(row.sealed_private_key, self._kek, context=row.kid)
+        raise Forbidden("this party holds its own key: the node cannot sign for it", code="NO_CUSTODIAL_KEY")
+
+    # -- issuance --
+
+    def issue(self, caller: Caller, request: IssueRequest) -> EblView:
+        if Role.CARRIER not in caller.roles:
+            raise Forbidden("only a carrier issues eBLs", code="CARRIER_ONLY")
+        document = request.transportDocument
+        validate_transport_document(document)
+        issue_to_json = request.issueTo.model_dump(exclude_none=True)
+        facts = DocumentFacts.of(document)
+        document_checksum = canonical.checksum(document)
+        with write_session(self.engine) as session:
+            parties = PartyRepository(session)
+            recipient = self._resolve(parties, issue_to_json, request.issueTo.sendToPlatform, "issueTo")
+            signing_key = self._custodial_key(parties, caller.id)
+            manifest = request.issuanceManifestSignedContent or jws.sign(
+                chain.issuance_manifest(document, issue_to_json).model_dump(exclude_none=True), signing_key
+            )
+            self._check_manifest(parties, caller, manifest, document_checksum, issue_to_json)
+            tx = Transaction(
+                actionCode=ActionCode.ISSUE,
+                actor=caller.ref(),
+                recipient=PartyRef.model_validate(_row_ref(recipient)),
+                actionDateTime=chain.action_datetime(_now()),
+            )
+            state = chain.apply(None, facts, tx)
+            ebls = EblRepository(session)
+            self._check_not_issued(ebls, facts.transport_document_reference, document, document_checksum)
+            row = EblRow(
+                transport_document_reference=facts.transport_document_reference,
+                transport_document_sub_reference=str(document.get("transportDocumentSubReference", "")),
+                document_json=json.dumps(document, ensure_ascii=False),
+                document_checksum=document_checksum,
+                issue_to=issue_to_json,
+                status=state.status.value,
+                chain_length=1,
+                created_at=_now(),
+            )
+            try:
+                ebls.add(row)
+                assert row.id is not None
+                payload = EntryPayload(
+                    transportDocumentReference=row.transport_document_reference,
+                    transportDocumentChecksum=document_checksum,
+                    sequence=0,
+                    transaction=tx,
+                    eblPlatform=self.platform,
+                    issuanceManifestSignedContent=manifest,
+                )
+                self._append(ebls, row.id, payload, signing_key)
+            except IntegrityError:
+                raise DuplicateIssuance(
+                    f"{facts.transport_document_reference} was issued concurrently by another request"
+                ) from None
+            named = [p for p in parties.on_platform(self.platform) if self._named_in(document, p)]
+            ebls.involve(row.id, [caller.id, recipient.id, *(p.id for p in named)])
+            return self._view(row, state, document)
+
+    def _check_manifest(
+        self,
+        parties: PartyRepository,
+        caller: Caller,
+        manifest: str,
+        document_checksum: str,
+        issue_to: Mapping[str, Any],
+    ) -> None:
+        key_row = parties.key(jws.kid(manifest))
+        if key_row is None or key_row.party_id != caller.id:
+            raise InvalidSignature(
+                "the issuance manifest is not signed by a key of the issuing carrier",
+                details=[ErrorDetail(message="unknown kid", json_path="$.issuanceManifestSignedContent")],
+            )
+        payload = parse_model(chain.IssuanceManifest, jws.verify(manifest, keys.PublicKey(key_row.public_jwk)))
+        mismatches = []
+        if payload.documentChecksum != document_checksum:
+            mismatches.append(("documentChecksum", "does not match the RFC 8785 checksum of the document"))
+        if payload.issueToChecksum != canonical.checksum(issue_to):
+            mismatches.append(("issueToChecksum", "does not match the RFC 8785 checksum of issueTo"))
+        if mismatches:
+            raise InvalidSignature(
+                "the issuance manifest does not describe this request",
+                details=[
+                    ErrorDetail(message=m, property=p, json_path=f"$.issuanceManifest.{p}") for p, m in mismatches
+                ],
+            )
+
+    def _check_not_issued(
+        self, ebls: EblRepository, reference: str, document: Mapping[str, Any], document_checksum: str
+    ) -> None:
+        latest = ebls.latest(reference)
+        if latest is None:
+            return
+        if latest.document_checksum == document_checksum:
+            raise DuplicateIssuance(f"{reference} is already issued with this document")
+        sub_reference = str(document.get("transportDocumentSubReference", ""))
+        if (
+            latest.status != Status.SURRENDERED_FOR_AMENDMENT
+            or sub_reference == latest.transport_document_sub_reference
+        ):
+            raise DuplicateIssuance(
+                f"{reference} is already issued; an amended document is issued only after an accepted "
+                "SURRENDER_FOR_AMENDMENT, with a new transportDocumentSubReference"
+            )
+        latest.superseded = True
+        ebls.save(latest)
+
+    @staticmethod
+    def _named_in(document: Mapping[str, Any], party: PartyRow) -> bool:
+        mine = code_keys({"identifyingCodes": party.identifying_codes})
+        parties = document.get("documentParties", {})
+        named: list[Any] = [v for k, v in parties.items() if k not in ("notifyParties", "other")]
+        named += parties.get("notifyParties", []) + [o.get("party") for o in parties.get("other", [])]
+        return any(mine & code_keys(p) for p in named)
+
+    def _append(self, ebls: EblRepository, ebl_id: int, payload: EntryPayload, key: keys.SigningKey) -> None:
+        compact = chain.sign_entry(payload, key)
+        ebls.add_entry(
+            ChainEntryRow(
+                ebl_id=ebl_id,
+                sequence=payload.sequence,
+                jws=compact,
+                checksum=chain.entry_checksum(compact),
+                action_code=payload.transaction.actionCode.value,
+                created_at=_now(),
+            )
+        )
+
+    # -- actions --
+
+    def act(self, caller: Caller, reference: str, request: TransactionRequest) -> EblView:
+        if caller.is_verifier:
+            raise Forbidden("verifiers read eBLs; they do not act on them", code="VERIFIER_READ_ONLY")
+        with write_session(self.engine) as session:
+            ebls, parties = EblRepository(session), PartyRepository(session)
+            row = self._visible(ebls, caller, reference)
+            assert row.id is not None
+            if row.superseded:
+                raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
+            document = json.loads(row.document_json)
+            facts = DocumentFacts.of(document)
+            entries = ebls.entries(row.id)
+            state = chain.fold(facts, _transactions(entries))
+            recipient = self._recipient(parties, request, state)
+            tx = Transaction(
+                actionCode=request.actionCode,
+                actor=caller.ref(),
+                recipient=PartyRef.model_validate(_row_ref(recipient)) if recipient else None,
+                actionDateTime=chain.action_datetime(_now()),
+                reasonCode=request.reasonCode,
+                comments=request.comments,
+            )
+            new_state = chain.apply(state, facts, tx)
+            payload = EntryPayload(
+                transportDocumentReference=row.transport_document_reference,
+                transportDocumentChecksum=row.document_checksum,
+                sequence=len(entries),
+                previousEntryChecksum=entries[-1].checksum,
+                transaction=tx,
+                eblPlatform=self.platform,
+            )
+            try:
+                self._append(ebls, row.id, payload, self._custodial_key(parties, caller.id))
+            except IntegrityError:
+                raise LostRace(f"another action on {reference} was recorded first; read it again") from None
+            row.status = new_state.status.value
+            row.chain_length = new_state.length
+            ebls.save(row)
+            ebls.involve(row.id, [caller.id, *([recipient.id] if recipient else [])])
+            return self._view(row, new_state, document)
+
+    def _recipient(self, parties: PartyRepository, request: TransactionRequest, state: EblState) -> PartyRow | None:
+        if request.recipient is not None:
+            return self._resolve(parties, request.recipient.to_json(), request.recipient.eblPlatform, "recipient")
+        if request.actionCode == ActionCode.SREJ and state.surrender_requester is not None:
+            # SREJ returns the eBL to whoever asked to surrender it: that party is the recipient.
+            requester = state.surrender_requester
+            return self._resolve(parties, requester, str(requester["eblPlatform"]), "recipient")
+        return None
+
+    # -- reading --
+
+    def _visible(self, ebls: EblRepository, caller: Caller, reference: str) -> EblRow:
+        row = ebls.latest(reference)
+        # 404 whether it does not exist or the caller may not see it: existence is not revealed.
+        if row is None or row.id is None or not (caller.is_verifier or ebls.is_involved(row.id, caller.id)):
+            raise NotFound(f"no eBL {reference} that you may see")
+        return row
+
+    def _view(self, row: EblRow, state: EblState, document: dict[str, Any]) -> EblView:
+        return EblView(
+            transportDocumentReference=row.transport_document_reference,
+            transportDocumentSubReference=row.transport_document_sub_reference or None,
+            transportDocument=document,
+            transportDocumentChecksum=row.document_checksum,
+            status=Status.VOIDED if row.superseded else state.status,
+            possessor=dict(state.possessor),
+            titleHolder=dict(state.title_holder) if state.title_holder is not None else None,
+            eblPlatform=state.platform,
+            chainLength=state.length,
+        )
+
+    def _load(self, session: Session, caller: Caller, reference: str) -> tuple[EblRow, list[ChainEntryRow]]:
+        ebls = EblRepository(session)
+        row = self._visible(ebls, caller, reference)
+        assert row.id is not None
+        return row, list(ebls.entries(row.id))
+
+    def get(self, caller: Caller, reference: str) -> EblView:
+        with read_session(self.engine) as session:
+            row, entries = self._load(session, caller, reference)
+        document = json.loads(row.document_json)
+        return self._view(row, chain.fold(DocumentFacts.of(document), _transactions(entries)), document)
+
+    def list_ebls(self, caller: Caller, *, limit: int, cursor: str | None) -> EblPage:
+        after_id = _decode_cursor(cursor)
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        with read_session(self.engine) as session:
+            ebls = EblRepository(session)
+            rows = ebls.page(party_id=None if caller.is_verifier else caller.id, after_id=after_id, limit=limit + 1)
+            items = []
+            for row in rows[:limit]:
+                assert row.id is not None
+                document = json.loads(row.document_json)
+                state = chain.fold(DocumentFacts.of(document), _transactions(ebls.entries(row.id)))
+                items.append(self._view(row, state, document))
+        last_id = rows[limit - 1].id if len(rows) > limit else None
+        next_cursor = _encode_cursor(last_id) if last_id is not None else None
+        return EblPage(items=items, nextCursor=next_cursor)
+
+    def chain_entries(self, caller: Caller, reference: str) -> list[str]:
+        with read_session(self.engine) as session:
+            _, entries = self._load(session, caller, reference)
+        return [e.jws for e in entries]
+
+    def bundle(self, caller: Caller, reference: str) -> dict[str, Any]:
+        """Everything a verifier needs offline: document, chain, key credentials, and a node-signed head."""
+        with read_session(self.engine) as session:
+            row, entries = self._load(session, caller, reference)
+            compacts = [e.jws for e in entries]
+            first = EntryPayload.model_validate(jws.unverified_payload(compacts[0]))
+            signers = {jws.kid(c) for c in compacts}
+            if first.issuanceManifestSignedContent is not None:
+                signers.add(jws.kid(first.issuanceManifestSignedContent))
+            parties = PartyRepository(session)
+            found = [parties.key(kid) for kid in sorted(signers)]
+            creds = [k.credential for k in found if k is not None]
+        head = sign_head(
+            self.node_key,
+            document_checksum=row.document_checksum,
+            transport_document_reference=row.transport_document_reference,
+            entries=compacts,
+            platform=self.platform,
+            exported_at=chain.action_datetime(_now()),
+        )
+        return assemble(
+            document=json.loads(row.document_json),
+            issue_to=row.issue_to,
+            entries=compacts,
+            credentials=creds,
+            head=head,
+        )
+
+    def endorsement_chain(self, caller: Caller, reference: str) -> list[dict[str, Any]]:
+        """DCSA Endorsement Chain 3.0.3: SACC shows as SURRENDERED to the "NONE" party, SREJ as a TRANSFER back."""
+        if Role.CARRIER not in caller.roles:
+            raise Forbidden("the endorsement chain is served to carriers", code="CARRIER_ONLY")
+        with read_session(self.engine) as session:
+            row, entries = self._load(session, caller, reference)
+        links = []
+        for entry in entries:
+            tx = EntryPayload.model_validate(jws.unverified_payload(entry.jws)).transaction
+            code = {ActionCode.SACC: "SURRENDERED", ActionCode.SREJ: "TRANSFER"}.get(tx.actionCode, tx.actionCode.value)
+            recipient = tx.recipient.to_json() if tx.recipient is not None else NONE_PARTY
+            links.append(
+                {
+                    "actionDateTime": tx.actionDateTime,
+                    "actionCode": code,
+                    "actor": tx.actor.to_json(),
+                    "recipient": NONE_PARTY if tx.actionCode == ActionCode.SACC else recipient,
+                    # The entry checksum lets the carrier check the link against the signed chain.
+                    "auditReference": tx.auditReference or entry.checksum,
+                }
+            )
+        chain_view: dict[str, Any] = {
+            "transportDocumentReference": row.transport_document_reference,
+            "carrierSCACCode": json.loads(row.document_json).get("carrierCode"),
+            "endorsementChain": links,
+        }
+        if row.transport_document_sub_reference:
+            chain_view["transportDocumentSubReference"] = row.transport_document_sub_reference
+        return [chain_view]
+
+    def verify(self, bundle: Any) -> VerificationReport:
+        return verify_bundle(bundle, self.trust)
+
+    def health(self) -> None:
+        with read_session(self.engine) as session:
+            session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+
+    # -- idempotency --
+
+    def begin_idempotent(self, caller: Caller, key: str, request_hash: str) -> StoredResponse | None:
+        """Claim ``key`` for this request, or return the stored answer of the first request that used it."""
+        if not 0 < len(key) <= 255:
+            raise BadRequest("Idempotency-Key must be 1 to 255 characters", code="INVALID_IDEMPOTENCY_KEY")
+        try:
+            with write_session(self.engine) as session:
+                records = IdempotencyRepository(session)
+                existing = records.get(caller.id, key)
+                if existing is None:
+                    records.add(
+                        IdempotencyRow(party_id=caller.id, key=key, request_hash=request_hash, created_at=_now())
+                    )
+                    return None
+        except IntegrityError:
+            raise LostRace("a request with this Idempotency-Key is in progress") from None
+        if not hmac.compare_digest(existing.request_hash, request_hash):
+            raise IdempotencyKeyReused("this Idempotency-Key was used with another request body")
+        if existing.status_code is None or existing.response_body is None:
+            raise LostRace("a request with this Idempotency-Key is in progress", code="IDEMPOTENCY_KEY_IN_USE")
+        return StoredResponse(existing.status_code, existing.response_body)
+
+    def finish_idempotent(self, caller: Caller, key: str, response: StoredResponse | None) -> None:
+        """Store the answer to replay, or (``None``) release the key so that the request can be tried again."""
+        with write_session(self.engine) as session:
+            records = IdempotencyRepository(session)
+            row = records.get(caller.id, key)
+            if row is None:
+                return
+            if response is None:
+                session.delete(row)
+                return
+            row.status_code, row.response_body = response.status_code, response.body
+            records.save(row)
+
+
+def _encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the cursor is not one this API returned", code="INVALID_CURSOR") from None

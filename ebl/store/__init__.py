@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables and the repositories that are the only place speaking SQL."""

@@ -1,0 +1,114 @@
+"""Repositories: the only code that speaks SQL. Each takes the session of the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from ebl.store.tables import ChainEntryRow, EblRow, IdempotencyRow, InvolvementRow, PartyKeyRow, PartyRow
+
+
+class PartyRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, party_id: str) -> PartyRow | None:
+        return self._session.get(PartyRow, party_id)
+
+    def by_api_key_hash(self, api_key_hash: str) -> PartyRow | None:
+        return self._session.exec(select(PartyRow).where(PartyRow.api_key_hash == api_key_hash)).first()
+
+    def on_platform(self, platform: str) -> Sequence[PartyRow]:
+        statement = select(PartyRow).where(PartyRow.ebl_platform == platform).order_by(col(PartyRow.created_at))
+        return self._session.exec(statement).all()
+
+    def all(self) -> Sequence[PartyRow]:
+        return self._session.exec(select(PartyRow).order_by(col(PartyRow.created_at), col(PartyRow.id))).all()
+
+    def add(self, row: PartyRow) -> None:
+        self._session.add(row)
+
+    def keys_of(self, party_id: str) -> Sequence[PartyKeyRow]:
+        statement = select(PartyKeyRow).where(PartyKeyRow.party_id == party_id).order_by(col(PartyKeyRow.created_at))
+        return self._session.exec(statement).all()
+
+    def key(self, kid: str) -> PartyKeyRow | None:
+        return self._session.get(PartyKeyRow, kid)
+
+    def all_keys(self) -> Sequence[PartyKeyRow]:
+        return self._session.exec(select(PartyKeyRow).order_by(col(PartyKeyRow.created_at))).all()
+
+    def add_key(self, row: PartyKeyRow) -> None:
+        self._session.add(row)
+
+
+class EblRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def latest(self, reference: str) -> EblRow | None:
+        statement = (
+            select(EblRow).where(EblRow.transport_document_reference == reference).order_by(col(EblRow.id).desc())
+        )
+        return self._session.exec(statement).first()
+
+    def version(self, reference: str, sub_reference: str) -> EblRow | None:
+        statement = select(EblRow).where(
+            EblRow.transport_document_reference == reference,
+            EblRow.transport_document_sub_reference == sub_reference,
+        )
+        return self._session.exec(statement).first()
+
+    def add(self, row: EblRow) -> EblRow:
+        self._session.add(row)
+        self._session.flush()
+        return row
+
+    def save(self, row: EblRow) -> None:
+        self._session.add(row)
+
+    def entries(self, ebl_id: int) -> Sequence[ChainEntryRow]:
+        statement = select(ChainEntryRow).where(ChainEntryRow.ebl_id == ebl_id).order_by(col(ChainEntryRow.sequence))
+        return self._session.exec(statement).all()
+
+    def add_entry(self, row: ChainEntryRow) -> None:
+        self._session.add(row)
+        # Flush now so that a lost race on (ebl_id, sequence) surfaces here, inside the caller's transaction.
+        self._session.flush()
+
+    def involve(self, ebl_id: int, party_ids: Iterable[str]) -> None:
+        known = set(self._session.exec(select(InvolvementRow.party_id).where(InvolvementRow.ebl_id == ebl_id)).all())
+        for party_id in set(party_ids) - known:
+            self._session.add(InvolvementRow(ebl_id=ebl_id, party_id=party_id))
+
+    def is_involved(self, ebl_id: int, party_id: str) -> bool:
+        statement = select(InvolvementRow).where(InvolvementRow.ebl_id == ebl_id, InvolvementRow.party_id == party_id)
+        return self._session.exec(statement).first() is not None
+
+    def page(self, *, party_id: str | None, after_id: int, limit: int) -> Sequence[EblRow]:
+        """eBLs in id order after ``after_id``; only those ``party_id`` is involved in, unless it is ``None``."""
+        statement = select(EblRow).where(col(EblRow.id) > after_id).order_by(col(EblRow.id)).limit(limit)
+        if party_id is not None:
+            involved = select(InvolvementRow.ebl_id).where(InvolvementRow.party_id == party_id)
+            statement = statement.where(col(EblRow.id).in_(involved))
+        return self._session.exec(statement).all()
+
+    def count(self) -> int:
+        return int(self._session.exec(select(func.count()).select_from(EblRow)).one())
+
+
+class IdempotencyRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, party_id: str, key: str) -> IdempotencyRow | None:
+        return self._session.get(IdempotencyRow, (party_id, key))
+
+    def add(self, row: IdempotencyRow) -> None:
+        self._session.add(row)
+        self._session.flush()
+
+    def save(self, row: IdempotencyRow) -> None:
+        self._session.add(row)

@@ -1,0 +1,85 @@
+"""SQLModel tables. Rows of ``chain_entry`` are never updated or deleted; the other tables are current state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class PartyRow(SQLModel, table=True):
+    __tablename__ = "party"
+
+    id: str = Field(primary_key=True, max_length=32)
+    party_name: str = Field(max_length=70)
+    ebl_platform: str = Field(max_length=4, index=True)
+    roles: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    identifying_codes: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    api_key_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime
+
+
+class PartyKeyRow(SQLModel, table=True):
+    __tablename__ = "party_key"
+
+    kid: str = Field(primary_key=True, max_length=64)
+    party_id: str = Field(foreign_key="party.id", index=True, max_length=32)
+    public_jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    sealed_private_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    credential: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+class EblRow(SQLModel, table=True):
+    """One issued transport document and a cache of its state (the chain is the truth)."""
+
+    __tablename__ = "ebl"
+    __table_args__ = (UniqueConstraint("transport_document_reference", "transport_document_sub_reference"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    transport_document_reference: str = Field(max_length=20, index=True)
+    transport_document_sub_reference: str = Field(default="", max_length=100)
+    document_json: str = Field(sa_column=Column(Text, nullable=False))
+    document_checksum: str = Field(max_length=64)
+    issue_to: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(max_length=40)
+    chain_length: int
+    superseded: bool = False
+    created_at: datetime
+
+
+class ChainEntryRow(SQLModel, table=True):
+    """A signed chain entry, stored verbatim. ``(ebl_id, sequence)`` is unique: two writers cannot both win."""
+
+    __tablename__ = "chain_entry"
+    __table_args__ = (UniqueConstraint("ebl_id", "sequence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ebl_id: int = Field(foreign_key="ebl.id", index=True)
+    sequence: int
+    jws: str = Field(sa_column=Column(Text, nullable=False))
+    checksum: str = Field(max_length=64, unique=True)
+    action_code: str = Field(max_length=50)
+    created_at: datetime
+
+
+class InvolvementRow(SQLModel, table=True):
+    """Which parties of this node may see which eBL (named in the document, or actor/recipient in the chain)."""
+
+    __tablename__ = "involvement"
+
+    ebl_id: int = Field(foreign_key="ebl.id", primary_key=True)
+    party_id: str = Field(foreign_key="party.id", primary_key=True, max_length=32)
+
+
+class IdempotencyRow(SQLModel, table=True):
+    __tablename__ = "idempotency_record"
+
+    party_id: str = Field(foreign_key="party.id", primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    status_code: int | None = None
+    response_body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime

@@ -1,0 +1,360 @@
+"""The HTTP API end to end on a real node (SQLite, real keys): the corridor story, refusals, auth, safety."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from ebl import canonical, jws, keys
+from tests.conftest import (
+    CARRIER,
+    CONSIGNEE,
+    CQ_BANK,
+    CQ_CUSTOMS,
+    SG_BANK,
+    SG_CUSTOMS,
+    SHIPPER,
+    Api,
+    assert_error,
+)
+
+REF = "YXRS2611CKGSIN001"
+
+
+def play_story(api: Api, document: dict[str, Any]) -> dict[str, Any]:
+    reference = document["transportDocumentReference"]
+    assert api.issue(document).status_code == 201
+    steps = [
+        (SHIPPER, "TRANSFER", CQ_BANK),
+        (CQ_BANK, "ENDORSE_TO_ORDER", SG_BANK),
+        (CQ_BANK, "TRANSFER", SG_BANK),
+        (SG_BANK, "ENDORSE", CONSIGNEE),
+        (SG_BANK, "TRANSFER", CONSIGNEE),
+        (CONSIGNEE, "SURRENDER_FOR_DELIVERY", CARRIER),
+        (CARRIER, "SACC", None),
+    ]
+    result: dict[str, Any] = {}
+    for actor, action, recipient in steps:
+        response = api.act(actor, reference, action, recipient)
+        assert response.status_code == 201, response.text
+        result = response.json()
+    return result
+
+
+def test_the_corridor_story_ends_surrendered_and_verifies(api: Api, sample: dict[str, Any]) -> None:
+    issued = api.issue(sample)
+    assert issued.status_code == 201, issued.text
+    body = issued.json()
+    assert body["transportDocumentChecksum"] == canonical.checksum(sample)
+    assert body["status"] == "ISSUED"
+    assert body["possessor"]["partyName"] == SHIPPER
+    assert body["titleHolder"]["partyName"] == CQ_BANK
+    assert body["chainLength"] == 1
+
+    steps = [
+        (SHIPPER, "TRANSFER", CQ_BANK, CQ_BANK, CQ_BANK, "ISSUED"),
+        (CQ_BANK, "ENDORSE_TO_ORDER", SG_BANK, CQ_BANK, SG_BANK, "ISSUED"),
+        (CQ_BANK, "TRANSFER", SG_BANK, SG_BANK, SG_BANK, "ISSUED"),
+        (SG_BANK, "ENDORSE", CONSIGNEE, SG_BANK, CONSIGNEE, "ISSUED"),
+        (SG_BANK, "TRANSFER", CONSIGNEE, CONSIGNEE, CONSIGNEE, "ISSUED"),
+        (CONSIGNEE, "SURRENDER_FOR_DELIVERY", CARRIER, CARRIER, CONSIGNEE, "PENDING_SURRENDER_FOR_DELIVERY"),
+        (CARRIER, "SACC", None, CARRIER, CONSIGNEE, "SURRENDERED_FOR_DELIVERY"),
+    ]
+    for length, (actor, action, recipient, possessor, holder, status) in enumerate(steps, start=2):
+        response = api.act(actor, REF, action, recipient)
+        assert response.status_code == 201, response.text
+        ebl = response.json()
+        assert (ebl["possessor"]["partyName"], ebl["titleHolder"]["partyName"], ebl["status"]) == (
+            possessor,
+            holder,
+            status,
+        )
+        assert ebl["chainLength"] == length
+        assert ebl == api.get(actor, f"/v1/ebls/{REF}").json()
+
+    chain = api.get(SG_CUSTOMS, f"/v1/ebls/{REF}/chain").json()["entries"]
+    assert len(chain) == 8
+    bundle = api.get(SG_CUSTOMS, f"/v1/ebls/{REF}/bundle").json()
+    assert bundle["entries"] == chain
+    report = api.client.post("/v1/verify", json=bundle).json()
+    assert report["verdict"] == "VALID", report
+    assert [h["actionCode"] for h in report["history"]] == [
+        "ISSUE", "TRANSFER", "ENDORSE_TO_ORDER", "TRANSFER", "ENDORSE", "TRANSFER", "SURRENDER_FOR_DELIVERY", "SACC",
+    ]  # fmt: skip
+    assert report["document"]["status"] == "SURRENDERED_FOR_DELIVERY"
+
+
+def test_chain_entries_are_signed_by_the_acting_party_and_linked(api: Api, sample: dict[str, Any]) -> None:
+    play_story(api, sample)
+    entries = api.get(CARRIER, f"/v1/ebls/{REF}/chain").json()["entries"]
+    jwks = {k["kid"]: k for k in api.client.get("/.well-known/jwks.json").json()["keys"]}
+    directory = {p["partyName"]: p for p in api.get(CARRIER, "/v1/parties").json()}
+    previous = None
+    for sequence, entry in enumerate(entries):
+        header = jws.header(entry)
+        assert header["alg"] == "EdDSA"
+        payload = jws.verify(entry, keys.PublicKey(jwks[header["kid"]]))
+        assert payload["sequence"] == sequence
+        assert payload.get("previousEntryChecksum") == previous
+        assert payload["transportDocumentChecksum"] == canonical.checksum(sample)
+        actor = payload["transaction"]["actor"]["partyName"]
+        assert header["kid"] in [k["kid"] for k in directory[actor]["publicKeys"]]
+        previous = canonical.sha256_hex(entry.encode())
+    first = jws.unverified_payload(entries[0])
+    manifest = jws.verify(first["issuanceManifestSignedContent"], keys.PublicKey(jwks[jws.kid(entries[0])]))
+    assert manifest["documentChecksum"] == canonical.checksum(sample)
+
+
+def test_refused_actions_name_the_rule(api: Api, sample: dict[str, Any]) -> None:
+    api.issue(sample)
+    # Not the possessor: the bank holds title but the shipper holds the eBL.
+    assert_error(api.act(CQ_BANK, REF, "TRANSFER", SG_BANK), 409, "NOT_POSSESSOR")
+    # The shipper possesses but is not the endorsee.
+    assert_error(api.act(SHIPPER, REF, "ENDORSE", SG_BANK), 409, "NOT_ENDORSEE")
+    # Surrender is addressed to the issuing carrier.
+    assert_error(api.act(SHIPPER, REF, "SURRENDER_FOR_DELIVERY", CQ_BANK), 409, "SURRENDER_RECIPIENT")
+    # Only the title holder surrenders a to-order BL.
+    assert_error(api.act(SHIPPER, REF, "SURRENDER_FOR_DELIVERY", CARRIER), 409, "NOT_ENTITLED_TO_SURRENDER")
+    # A holder answering a surrender: its role never allows it.
+    assert_error(api.act(SHIPPER, REF, "SACC"), 403, "CARRIER_ONLY")
+    assert_error(api.act(CARRIER, REF, "SACC"), 409, "NO_PENDING_SURRENDER")
+    # Customs read; they do not act.
+    assert_error(api.act(SG_CUSTOMS, REF, "SIGN"), 403, "VERIFIER_READ_ONLY")
+    # Malformed actions.
+    assert_error(api.act(SHIPPER, REF, "SIGN", CQ_BANK), 400, "RECIPIENT_NOT_ALLOWED")
+    assert_error(api.act(SHIPPER, REF, "TRANSFER"), 400, "RECIPIENT_REQUIRED")
+    assert_error(api.act(SHIPPER, REF, "TRANSFER", CQ_BANK, reasonCode="SWTP"), 400, "REASON_CODE_NOT_ALLOWED")
+    assert_error(api.act(SHIPPER, REF, "TELEPORT", CQ_BANK), 400, "SCHEMA")
+    # Nothing was recorded by any refusal.
+    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 1
+
+
+def test_nothing_is_possible_after_sacc(api: Api, sample: dict[str, Any]) -> None:
+    play_story(api, sample)
+    assert_error(api.act(CARRIER, REF, "SIGN"), 409, "CHAIN_FROZEN")
+    assert_error(api.act(CARRIER, REF, "TRANSFER", SHIPPER), 409, "CHAIN_FROZEN")
+
+
+def test_surrender_rejected_returns_possession(api: Api, sample: dict[str, Any]) -> None:
+    api.issue(sample)
+    api.act(SHIPPER, REF, "TRANSFER", CQ_BANK)
+    pending = api.act(CQ_BANK, REF, "SURRENDER_FOR_AMENDMENT", CARRIER, reasonCode="COD").json()
+    assert pending["status"] == "PENDING_SURRENDER_FOR_AMENDMENT"
+    assert pending["possessor"]["partyName"] == CARRIER
+    assert_error(api.act(CARRIER, REF, "TRANSFER", SHIPPER), 409, "SURRENDER_PENDING")
+    rejected = api.act(CARRIER, REF, "SREJ", comments="wrong consignee address").json()
+    assert rejected["status"] == "ISSUED"
+    assert rejected["possessor"]["partyName"] == CQ_BANK
+    links = api.get(CARRIER, f"/v3/endorsement-chains/{REF}").json()[0]["endorsementChain"]
+    assert links[-1]["actionCode"] == "TRANSFER"
+    assert (links[-1]["actor"]["partyName"], links[-1]["recipient"]["partyName"]) == (CARRIER, CQ_BANK)
+
+
+def test_amended_reissue_after_accepted_surrender_for_amendment(api: Api, sample: dict[str, Any]) -> None:
+    api.issue(sample)
+    api.act(SHIPPER, REF, "TRANSFER", CQ_BANK)
+    # Same reference, another document: refused while the first one is live.
+    amended = copy.deepcopy(sample)
+    amended["transportDocumentSubReference"] = "AMENDMENT-1"
+    amended["termsAndConditions"] += " Amended."
+    assert_error(api.issue(amended), 409, "DUPLICATE_ISSUANCE")
+    api.act(CQ_BANK, REF, "SURRENDER_FOR_AMENDMENT", CARRIER, reasonCode="COD")
+    api.act(CARRIER, REF, "SACC")
+    reissued = api.issue(amended, to=CQ_BANK)
+    assert reissued.status_code == 201, reissued.text
+    assert reissued.json()["transportDocumentSubReference"] == "AMENDMENT-1"
+    assert api.get(CQ_BANK, f"/v1/ebls/{REF}").json()["chainLength"] == 1
+
+
+def test_duplicate_issuance_is_409(api: Api, sample: dict[str, Any]) -> None:
+    assert api.issue(sample).status_code == 201
+    assert_error(api.issue(sample), 409, "DUPLICATE_ISSUANCE")
+    changed = copy.deepcopy(sample)
+    changed["termsAndConditions"] += " Changed."
+    assert_error(api.issue(changed), 409, "DUPLICATE_ISSUANCE")
+
+
+def test_issuance_is_for_the_issuing_carrier_only(api: Api, sample: dict[str, Any]) -> None:
+    assert_error(api.issue(sample, as_=SHIPPER), 403, "CARRIER_ONLY")
+    assert_error(api.issue(sample, as_=SG_CUSTOMS), 403, "CARRIER_ONLY")
+
+
+def test_invalid_documents_get_400_with_json_paths(api: Api, sample: dict[str, Any]) -> None:
+    broken = copy.deepcopy(sample)
+    broken["utilizedTransportEquipments"][0]["equipment"]["equipmentReference"] = "MSKU1234566"
+    del broken["documentParties"]["notifyParties"]
+    body = assert_error(api.issue(broken), 400)
+    codes = {e["errorCodeText"] for e in body["errors"]}
+    assert "NOTIFY_PARTY_REQUIRED" in codes
+    assert all(e.get("jsonPath", "$").startswith("$") for e in body["errors"])
+    assert_error(api.issue({"transportDocumentReference": REF}), 400)
+
+
+def test_unknown_issue_to_party_is_400(api: Api, sample: dict[str, Any]) -> None:
+    body = {
+        "transportDocument": sample,
+        "issueTo": {
+            "partyName": "Nobody",
+            "sendToPlatform": "CQSB",
+            "identifyingCodes": [{"codeListProvider": "ZZZ", "partyCode": "NOPE"}],
+        },
+    }
+    assert_error(api.client.post("/v1/ebls", json=body, headers=api.headers(CARRIER)), 400, "UNKNOWN_PARTY")
+
+
+def test_carrier_signed_issuance_manifest(api: Api, sample: dict[str, Any]) -> None:
+    carrier_key = keys.generate("P-256")
+    registered = api.client.post("/v1/parties/me/keys", json=carrier_key.public.to_json(), headers=api.headers(CARRIER))
+    assert registered.status_code == 201, registered.text
+    issue_to = api.issue_to(SHIPPER)
+    manifest = jws.sign(
+        {"documentChecksum": canonical.checksum(sample), "issueToChecksum": canonical.checksum(issue_to)}, carrier_key
+    )
+    response = api.issue(sample, issuanceManifestSignedContent=manifest)
+    assert response.status_code == 201, response.text
+    entries = api.get(CARRIER, f"/v1/ebls/{REF}/chain").json()["entries"]
+    assert jws.unverified_payload(entries[0])["issuanceManifestSignedContent"] == manifest
+
+    other = copy.deepcopy(sample)
+    other["transportDocumentReference"] = "YXRS2611OTHER"
+    # A manifest over another document, and one signed by a key the carrier never registered.
+    assert_error(api.issue(other, issuanceManifestSignedContent=manifest), 400, "INVALID_SIGNATURE")
+    stranger = jws.sign({"documentChecksum": canonical.checksum(other), "issueToChecksum": "0" * 64}, keys.generate())
+    assert_error(api.issue(other, issuanceManifestSignedContent=stranger), 400, "INVALID_SIGNATURE")
+
+
+def test_dcsa_issuance_request(api: Api, sample: dict[str, Any]) -> None:
+    key = keys.generate()
+    api.client.post("/v1/parties/me/keys", json=key.public.to_json(), headers=api.headers(CARRIER))
+    issue_to = api.issue_to(SHIPPER)
+    manifest = jws.sign(
+        {"documentChecksum": canonical.checksum(sample), "issueToChecksum": canonical.checksum(issue_to)}, key
+    )
+    body = {"document": sample, "issueTo": issue_to, "issuanceManifestSignedContent": manifest}
+    response = api.client.put("/v3/ebl-issuance-requests", json=body, headers=api.headers(CARRIER))
+    assert response.status_code == 204, response.text
+    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["possessor"]["partyName"] == SHIPPER
+    again = api.client.put("/v3/ebl-issuance-requests", json=body, headers=api.headers(CARRIER))
+    assert_error(again, 409, "DUPLICATE_ISSUANCE")
+    no_manifest = api.client.put(
+        "/v3/ebl-issuance-requests", json={"document": sample, "issueTo": issue_to}, headers=api.headers(CARRIER)
+    )
+    assert_error(no_manifest, 400)
+
+
+def test_endorsement_chain_in_dcsa_shape(api: Api, sample: dict[str, Any]) -> None:
+    play_story(api, sample)
+    chains = api.get(CARRIER, f"/v3/endorsement-chains/{REF}").json()
+    assert chains[0]["transportDocumentReference"] == REF
+    links = chains[0]["endorsementChain"]
+    assert [link["actionCode"] for link in links][-2:] == ["SURRENDER_FOR_DELIVERY", "SURRENDERED"]
+    assert links[-1]["recipient"]["partyName"] == "NONE"
+    assert_error(api.get(SHIPPER, f"/v3/endorsement-chains/{REF}"), 403)
+
+
+def test_visibility_and_listing(api: Api, sample: dict[str, Any]) -> None:
+    api.issue(sample)
+    # Straits Trade Bank is not named in the document and not in the chain yet: it may not see the eBL.
+    assert_error(api.get(SG_BANK, f"/v1/ebls/{REF}"), 404)
+    assert_error(api.get(SG_BANK, "/v1/ebls/NO-SUCH-REF"), 404)
+    assert api.get(SG_BANK, "/v1/ebls").json() == {"items": [], "nextCursor": None}
+    api.act(SHIPPER, REF, "TRANSFER", CQ_BANK)
+    api.act(CQ_BANK, REF, "ENDORSE_TO_ORDER", SG_BANK)
+    assert api.get(SG_BANK, f"/v1/ebls/{REF}").status_code == 200
+    for customs in (CQ_CUSTOMS, SG_CUSTOMS):
+        assert api.get(customs, f"/v1/ebls/{REF}").status_code == 200
+
+    for n in range(4):
+        other = copy.deepcopy(sample)
+        other["transportDocumentReference"] = f"YXRS2611PAGE{n}"
+        assert api.issue(other).status_code == 201
+    seen, cursor = [], None
+    while True:
+        page = api.get(CQ_CUSTOMS, "/v1/ebls?limit=2" + (f"&cursor={cursor}" if cursor else "")).json()
+        seen += [item["transportDocumentReference"] for item in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == [REF] + [f"YXRS2611PAGE{n}" for n in range(4)]
+    assert_error(api.get(CQ_CUSTOMS, "/v1/ebls?cursor=!!"), 400)
+    assert_error(api.get(CQ_CUSTOMS, "/v1/ebls?limit=0"), 400)
+
+
+def test_authentication(api: Api, sample: dict[str, Any]) -> None:
+    assert_error(api.client.get("/v1/ebls"), 401, "UNAUTHENTICATED")
+    assert_error(api.client.get("/v1/ebls", headers={"Authorization": "Bearer sbx_wrong"}), 401)
+    assert_error(api.client.get("/v1/ebls", headers={"Authorization": "Basic abc"}), 401)
+    assert_error(api.client.post("/v1/ebls", json={}), 401)
+    assert api.client.get("/v1/ebls", headers=api.headers(SHIPPER)).status_code == 200
+
+
+def test_api_keys_are_stored_only_as_hashes(api: Api, node: Any) -> None:
+    from sqlmodel import Session, select
+
+    from ebl.store.tables import PartyRow
+
+    keys_shown = {p["apiKey"] for p in api.parties.values()}
+    with Session(node.engine) as session:
+        stored = [row.api_key_hash for row in session.exec(select(PartyRow)).all()]
+    assert len(stored) == 7
+    assert not keys_shown & set(stored)
+    assert {canonical.sha256_hex(k.encode()) for k in keys_shown} == set(stored)
+    database = node.settings.database_url.removeprefix("sqlite:///")
+    raw = open(database, "rb").read()  # noqa: SIM115
+    assert not any(k.encode() in raw for k in keys_shown)
+
+
+def test_idempotency_key_replays_and_refuses_other_bodies(api: Api, sample: dict[str, Any]) -> None:
+    headers = {**api.headers(CARRIER), "Idempotency-Key": "issue-1"}
+    body = {"transportDocument": sample, "issueTo": api.issue_to(SHIPPER)}
+    first = api.client.post("/v1/ebls", json=body, headers=headers)
+    second = api.client.post("/v1/ebls", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    other = copy.deepcopy(body)
+    other["transportDocument"]["transportDocumentReference"] = "YXRS2611OTHER"
+    assert_error(api.client.post("/v1/ebls", json=other, headers=headers), 409, "IDEMPOTENCY_KEY_REUSED")
+    # Keys belong to one party: another party may use the same key for its own request.
+    transfer = {"actionCode": "TRANSFER", "recipient": api.ref(CQ_BANK)}
+    shipper_headers = {**api.headers(SHIPPER), "Idempotency-Key": "issue-1"}
+    assert api.client.post(f"/v1/ebls/{REF}/transactions", json=transfer, headers=shipper_headers).status_code == 201
+    replay = api.client.post(f"/v1/ebls/{REF}/transactions", json=transfer, headers=shipper_headers)
+    assert replay.status_code == 201
+    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 2
+
+
+def test_bodies_must_be_i_json_and_within_the_limit(api: Api, sample: dict[str, Any]) -> None:
+    headers = {**api.headers(CARRIER), "Content-Type": "application/json"}
+    text = json.dumps({"transportDocument": sample, "issueTo": api.issue_to(SHIPPER)})
+    duplicate = text.replace('"isToOrder": true', '"isToOrder": true, "isToOrder": false')
+    for bad in (
+        duplicate,
+        text.replace("11850.5", "NaN"),
+        text.replace("11850.5", "1e400"),
+        text.replace("600", "9007199254740993"),
+        "{",
+        "",
+        "[1,2",
+    ):
+        assert_error(api.client.post("/v1/ebls", content=bad, headers=headers), 400, "MALFORMED_JSON")
+    huge = json.dumps({"transportDocument": sample, "padding": "x" * 1_100_000})
+    assert_error(api.client.post("/v1/ebls", content=huge, headers=headers), 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_unknown_routes_and_methods_answer_error_responses(client: TestClient) -> None:
+    assert_error(client.get("/v1/nothing"), 404)
+    assert_error(client.delete("/v1/ebls"), 405)
+
+
+def test_openapi_and_jwks(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "IssueRequest" in spec["components"]["schemas"]
+    assert "/v1/ebls/{reference}/transactions" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+    jwks = client.get("/.well-known/jwks.json").json()["keys"]
+    assert all("d" not in key for key in jwks)
+    assert client.get("/health").json()["status"] == "ok"
