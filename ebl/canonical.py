@@ -33,7 +33,9 @@ def _parse_float(text: str) -> float:
 
 
 def _parse_int(text: str) -> int:
-    value = int(text)
+    # 2^53 - 1 has 16 digits; longer digit strings are out of range, and past 4300 digits int() itself refuses them
+    # with a ValueError that is not a JSON error.
+    value = int(text) if len(text.lstrip("-")) <= len(str(_MAX_SAFE_INTEGER)) else _MAX_SAFE_INTEGER + 1
     if abs(value) > _MAX_SAFE_INTEGER:
         raise MalformedJson(f"the integer {text[:40]} is beyond ±2^53 and not exact in I-JSON (RFC 7493 §2.2)")
     return value
@@ -93,7 +95,7 @@ def canonicalize(value: Any) -> bytes:
     """The RFC 8785 form of a JSON value."""
     try:
         return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, RecursionError) as exc:
+    except (rfc8785.CanonicalizationError, RecursionError, UnicodeEncodeError) as exc:
         raise MalformedJson(f"the value cannot be canonicalised with RFC 8785: {exc}") from None
 
 

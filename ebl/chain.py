@@ -15,13 +15,14 @@ rule's name as the error code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from ebl import jws
 from ebl.canonical import checksum, sha256_hex
@@ -31,6 +32,18 @@ from ebl.parties import PartyRef, same_party
 
 _DcsaString = Annotated[str, StringConstraints(pattern=r"^\S(?:.*\S)?$")]
 _Checksum = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+_ASCII_UTC_MILLIS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+def _utc_millis(value: str) -> str:
+    """The schema pattern's ``\\d`` also matches non-ASCII digits, and no pattern knows month 13: check both."""
+    try:
+        if not _ASCII_UTC_MILLIS.fullmatch(value):
+            raise ValueError
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        raise ValueError("actionDateTime must be a real UTC time with milliseconds: 2026-11-20T08:30:00.000Z") from None
+    return value
 
 
 class ActionCode(StrEnum):
@@ -78,7 +91,9 @@ class Transaction(BaseModel):
     actionCode: ActionCode
     actor: PartyRef
     recipient: PartyRef | None = None
-    actionDateTime: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")]
+    actionDateTime: Annotated[
+        str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"), AfterValidator(_utc_millis)
+    ]
     reasonCode: ReasonCode | None = None
     comments: Annotated[_DcsaString, Field(max_length=255)] | None = None
     auditReference: Annotated[_DcsaString, Field(max_length=100)] | None = None
@@ -91,7 +106,7 @@ class EntryPayload(BaseModel):
 
     transportDocumentReference: Annotated[str, Field(max_length=20)]
     transportDocumentChecksum: _Checksum
-    sequence: Annotated[int, Field(ge=0)]
+    sequence: Annotated[int, Field(ge=0, strict=True)]
     previousEntryChecksum: _Checksum | None = None
     transaction: Transaction
     eblPlatform: Annotated[str, Field(max_length=4)]
@@ -200,17 +215,20 @@ def apply(state: EblState | None, facts: DocumentFacts, tx: Transaction) -> EblS
         raise _refuse("ALREADY_ISSUED", "an eBL is issued exactly once")
     if state.is_final:
         raise _refuse("CHAIN_FROZEN", f"the eBL is {state.status}: no action is possible after SACC")
-    if tx.actionCode in (ActionCode.SACC, ActionCode.SREJ) and not same_party(actor, state.issuing_carrier):
-        raise RoleForbidden("only the issuing carrier answers a surrender request", code="CARRIER_ONLY")
+    pending = state.status in _ACCEPTED
+    if tx.actionCode in (ActionCode.SACC, ActionCode.SREJ):
+        if not same_party(actor, state.issuing_carrier):
+            raise RoleForbidden("only the issuing carrier answers a surrender request", code="CARRIER_ONLY")
+        if not pending:
+            raise _refuse("NO_PENDING_SURRENDER", f"{tx.actionCode} answers a pending surrender request")
+    elif pending:
+        raise _refuse("SURRENDER_PENDING", "a surrender request is pending: the carrier must answer it first")
     if actor["eblPlatform"] != state.platform:
         raise _refuse("ON_OTHER_PLATFORM", f"the eBL lives on platform {state.platform}, not here")
     if not same_party(actor, state.possessor):
         raise _refuse("NOT_POSSESSOR", "only the possessor of the eBL may act on it")
 
-    pending = state.status in _ACCEPTED
     if tx.actionCode in (ActionCode.SACC, ActionCode.SREJ):
-        if not pending:
-            raise _refuse("NO_PENDING_SURRENDER", f"{tx.actionCode} answers a pending surrender request")
         if tx.actionCode == ActionCode.SACC:
             new = replace(state, status=_ACCEPTED[state.status])
         else:
@@ -218,10 +236,14 @@ def apply(state: EblState | None, facts: DocumentFacts, tx: Transaction) -> EblS
             assert requester is not None
             if recipient is not None and not same_party(recipient, requester):
                 raise _refuse("SREJ_RECIPIENT", "SREJ gives the eBL back to the party that asked to surrender it")
-            new = replace(state, status=Status.ISSUED, possessor=requester, surrender_requester=None)
+            new = replace(
+                state,
+                status=Status.ISSUED,
+                possessor=requester,
+                platform=requester["eblPlatform"],
+                surrender_requester=None,
+            )
         return replace(new, length=state.length + 1)
-    if pending:
-        raise _refuse("SURRENDER_PENDING", "a surrender request is pending: the carrier must answer it first")
 
     assert recipient is not None or tx.actionCode in _NO_RECIPIENT
     if tx.actionCode == ActionCode.SIGN:
@@ -277,7 +299,15 @@ def _surrender(
         who = "the shipper or the consignee"
     if not entitled:
         raise _refuse("NOT_ENTITLED_TO_SURRENDER", f"only {who} may surrender this eBL")
-    return replace(state, status=_SURRENDERS[action], possessor=recipient, surrender_requester=actor)
+    # While a surrender is pending the carrier holds the eBL, on the carrier's platform (DCSA PINT: a surrender
+    # request moves possession), so the carrier can answer it there.
+    return replace(
+        state,
+        status=_SURRENDERS[action],
+        possessor=recipient,
+        platform=recipient["eblPlatform"],
+        surrender_requester=actor,
+    )
 
 
 def fold(facts: DocumentFacts, transactions: Iterable[Transaction]) -> EblState:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ebl import jws
-from ebl.errors import InvalidSignature
+from ebl.errors import BadRequest, InvalidSignature
 from ebl.keys import PublicKey, SigningKey, TrustStore, parse_public_jwk
 
 CREDENTIAL_TYPE = "ebl-key-credential+jws"
@@ -53,7 +53,10 @@ def issue(
 
 def verify(compact: Any, trust: TrustStore) -> Credential:
     """Check a credential against the node keys of the platform it names; raise :class:`InvalidSignature`."""
-    payload = jws.unverified_payload(compact)
+    try:
+        payload = jws.unverified_payload(compact)
+    except BadRequest as exc:
+        raise InvalidSignature(f"the key credential is unreadable: {exc.message}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("eblPlatform"), str):
         raise InvalidSignature("a key credential names the platform of its party")
     platform = payload["eblPlatform"]
@@ -65,6 +68,9 @@ def verify(compact: Any, trust: TrustStore) -> Credential:
         raise InvalidSignature(f"a key credential has typ {CREDENTIAL_TYPE}")
     try:
         key = parse_public_jwk(payload["publicJwk"])
+        roles = payload["roles"]
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+            raise InvalidSignature("the credential's roles are not a list of role names")
         if key.kid != payload["kid"]:
             raise InvalidSignature("the credential's kid is not the thumbprint of its key")
         party = {
@@ -74,10 +80,14 @@ def verify(compact: Any, trust: TrustStore) -> Credential:
         }
         return Credential(
             party=party,
-            roles=tuple(payload["roles"]),
+            roles=tuple(roles),
             key=key,
             issued_at=str(payload["issuedAt"]),
             compact=compact,
         )
     except (KeyError, TypeError) as exc:
         raise InvalidSignature(f"the credential lacks {exc}") from None
+    except InvalidSignature:
+        raise
+    except BadRequest as exc:
+        raise InvalidSignature(f"the credential's key is not acceptable: {exc.message}") from None

@@ -44,7 +44,8 @@ def _b64decode(segment: str) -> bytes:
 
 
 def _parts(compact: Any) -> list[str]:
-    if not isinstance(compact, str) or not COMPACT_PATTERN.match(compact):
+    # fullmatch: the pattern's "$" also matches before a trailing newline.
+    if not isinstance(compact, str) or not COMPACT_PATTERN.fullmatch(compact):
         raise InvalidSignature("not a compact JWS (header.payload.signature in base64url)")
     return compact.split(".")
 
@@ -53,7 +54,7 @@ def header(compact: Any) -> dict[str, Any]:
     """The protected header, unverified: use it only to find the key that must then verify the JWS."""
     try:
         value = json.loads(_b64decode(_parts(compact)[0]))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise InvalidSignature("the JWS header is not base64url JSON") from None
     if not isinstance(value, dict):
         raise InvalidSignature("the JWS header is not a JSON object")
@@ -82,7 +83,7 @@ def verify(compact: Any, key: PublicKey) -> Any:
         raise InvalidSignature(
             f"the JWS header names alg {claimed.get('alg')!r} but key {key.kid} is pinned to {key.alg}"
         )
-    if set(claimed.get("crit", ())):
+    if "crit" in claimed:
         raise InvalidSignature("the JWS header has critical extensions this verifier does not understand")
     try:
         result = jws.deserialize_compact(compact, key.jose_key(), algorithms=[key.alg])

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwk
+from joserfc.errors import JoseError
 
 from ebl.errors import BadRequest, InvalidSignature
 
@@ -126,7 +127,7 @@ def _import_public(data: Mapping[str, Any]) -> _JoseKey:
             return jwk.ECKey.import_key({"kty": "EC", "crv": "P-256", "x": data["x"], "y": data["y"]})
         if kty == "RSA":
             return jwk.RSAKey.import_key({"kty": "RSA", "n": data["n"], "e": data["e"]})
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, JoseError) as exc:
         raise InvalidSignature(f"the JWK is malformed: {exc}") from None
     raise BadRequest(f"unsupported key type {kty!r}/{data.get('crv')!r}: use OKP Ed25519, EC P-256 or RSA")
 
