@@ -137,7 +137,7 @@ class DocumentFacts:
         parties = document["documentParties"]
         return cls(
             transport_document_reference=document["transportDocumentReference"],
-            is_to_order=bool(document["isToOrder"]),
+            is_to_order=document["isToOrder"] is True,
             issuing_party=parties["issuingParty"],
             shipper=parties["shipper"],
             consignee=parties.get("consignee"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -302,8 +303,7 @@ def test_api_keys_are_stored_only_as_hashes(api: Api, node: Any) -> None:
     assert len(stored) == 7
     assert not keys_shown & set(stored)
     assert {canonical.sha256_hex(k.encode()) for k in keys_shown} == set(stored)
-    database = node.settings.database_url.removeprefix("sqlite:///")
-    raw = open(database, "rb").read()  # noqa: SIM115
+    raw = Path(node.settings.database_url.removeprefix("sqlite:///")).read_bytes()
     assert not any(k.encode() in raw for k in keys_shown)
 
 

@@ -6,7 +6,8 @@ from ebl.verify import VerificationReport
 from fastapi import APIRouter
 
 from api.deps import JsonBody, NodeDep
-from api.openapi import ERRORS
+from api.openapi import ERRORS, request_body
+from ebl.bundle import Bundle
 
 router = APIRouter(tags=["verification"])
 

@@ -29,6 +29,8 @@ class PartyRepository:
 
     def add(self, row: PartyRow) -> None:
         self._session.add(row)
+        # Without ORM relationships the unit of work does not order inserts by foreign key: flush the party first.
+        self._session.flush()
 
     def keys_of(self, party_id: str) -> Sequence[PartyKeyRow]:
         statement = select(PartyKeyRow).where(PartyKeyRow.party_id == party_id).order_by(col(PartyKeyRow.created_at))

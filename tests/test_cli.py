@@ -1,0 +1,69 @@
+"""The ``ebl`` command: offline verification exit codes, schemas, the sandbox table, and the demo over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ebl import cli
+from ebl.service import Node
+from tests.conftest import SG_CUSTOMS, Api
+
+REF = "YXRS2611CKGSIN001"
+
+
+def _story_bundle(api: Api, sample: dict[str, Any], tmp_path: Path) -> Path:
+    from tests.test_api import play_story
+
+    play_story(api, sample)
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(api.get(SG_CUSTOMS, f"/v1/ebls/{REF}/bundle").json()), encoding="utf-8")
+    return path
+
+
+def test_verify_exit_codes(api: Api, node: Node, sample: dict[str, Any], tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _story_bundle(api, sample, tmp_path)
+    trust = node.settings.keys_dir / "trust.json"
+    assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "VALID"
+
+    tampered = json.loads(bundle.read_text(encoding="utf-8"))
+    tampered["transportDocument"]["consignmentItems"][0]["cargoItems"][0]["cargoGrossWeight"]["value"] = 1.5
+    bundle.write_text(json.dumps(tampered), encoding="utf-8")
+    assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    failed = {c["name"] for c in report["checks"] if c["status"] == "INVALID"}
+    assert "DOCUMENT_INTEGRITY" in failed
+
+    bundle.write_text("not json", encoding="utf-8")
+    assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 2
+    assert cli.main(["verify", str(tmp_path / "missing.json"), "--trust", str(trust)]) == 2
+
+
+def test_verify_with_a_trust_store_that_does_not_know_the_node(api: Api, sample: dict[str, Any], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _story_bundle(api, sample, tmp_path)
+    stranger = tmp_path / "trust.json"
+    stranger.write_text(json.dumps({"platforms": {}}), encoding="utf-8")
+    assert cli.main(["verify", str(bundle), "--trust", str(stranger)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "INVALID"
+
+
+def test_schemas_command_writes_every_schema(tmp_path: Path) -> None:
+    assert cli.main(["schemas", "--out", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} >= {"issue-request.schema.json", "bundle.schema.json"}
+
+
+def test_sandbox_prints_every_party_with_its_key(node: Node, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EBL_DATABASE_URL", node.settings.database_url)
+    monkeypatch.setenv("EBL_KEYS_DIR", str(node.settings.keys_dir))
+    assert cli.main(["sandbox"]) == 0
+    out = capsys.readouterr().out
+    for party in node.sandbox_parties():
+        assert party.partyName in out and party.apiKey in out
