@@ -14,7 +14,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -36,6 +36,7 @@ from ebl.errors import (
     ErrorDetail,
     Forbidden,
     IdempotencyKeyReused,
+    InvalidDocument,
     InvalidSignature,
     LostRace,
     NotFound,
@@ -200,6 +201,18 @@ def parse_model(model: type[_Model], value: Any) -> _Model:
         return model.model_validate(value)
     except ValidationError as exc:
         raise _validation_error(exc) from None
+
+
+def _validate_document(document: Any, *, at: str) -> None:
+    """Validate a transport document, reporting JSON paths within the request body."""
+    try:
+        validate_transport_document(document)
+    except InvalidDocument as exc:
+        details = [
+            replace(detail, json_path=at + detail.json_path.removeprefix("$") if detail.json_path else at)
+            for detail in exc.details
+        ]
+        raise InvalidDocument(exc.message, details=details) from None
 
 
 def _transactions(entries: Sequence[ChainEntryRow]) -> list[Transaction]:
@@ -401,11 +414,11 @@ class Node:
 
     # -- issuance --
 
-    def issue(self, caller: Caller, request: IssueRequest) -> EblView:
+    def issue(self, caller: Caller, request: IssueRequest, *, document_path: str = "$.transportDocument") -> EblView:
         if Role.CARRIER not in caller.roles:
             raise Forbidden("only a carrier issues eBLs", code="CARRIER_ONLY")
         document = request.transportDocument
-        validate_transport_document(document)
+        _validate_document(document, at=document_path)
         issue_to_json = request.issueTo.model_dump(exclude_none=True)
         facts = DocumentFacts.of(document)
         document_checksum = canonical.checksum(document)

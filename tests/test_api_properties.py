@@ -18,7 +18,7 @@ from tests.conftest import CARRIER, SHIPPER, Api, load_sample, node_settings
 
 REF = "YXRS2611CKGSIN001"
 
-json_scalars = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False) | st.text()
+json_scalars = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
@@ -81,8 +81,11 @@ def test_mutated_issue_requests_are_never_a_500(api: Api, data: st.DataObject, r
     document["transportDocumentReference"] = "YXRS2611MUTANT"
     body = {"transportDocument": document, "issueTo": api.issue_to(SHIPPER)}
     path = data.draw(st.sampled_from(_paths(body)))
-    _check(api.client.post("/v1/ebls", json=_mutate(body, path, replacement, delete and bool(path)),
-                           headers=api.headers(CARRIER)))
+    _check(
+        api.client.post(
+            "/v1/ebls", json=_mutate(body, path, replacement, delete and bool(path)), headers=api.headers(CARRIER)
+        )
+    )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -24,8 +24,9 @@ def _story_bundle(api: Api, sample: dict[str, Any], tmp_path: Path) -> Path:
     return path
 
 
-def test_verify_exit_codes(api: Api, node: Node, sample: dict[str, Any], tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_exit_codes(
+    api: Api, node: Node, sample: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bundle = _story_bundle(api, sample, tmp_path)
     trust = node.settings.keys_dir / "trust.json"
     assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 0
@@ -44,8 +45,9 @@ def test_verify_exit_codes(api: Api, node: Node, sample: dict[str, Any], tmp_pat
     assert cli.main(["verify", str(tmp_path / "missing.json"), "--trust", str(trust)]) == 2
 
 
-def test_verify_with_a_trust_store_that_does_not_know_the_node(api: Api, sample: dict[str, Any], tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_with_a_trust_store_that_does_not_know_the_node(
+    api: Api, sample: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bundle = _story_bundle(api, sample, tmp_path)
     stranger = tmp_path / "trust.json"
     stranger.write_text(json.dumps({"platforms": {}}), encoding="utf-8")
@@ -59,8 +61,9 @@ def test_schemas_command_writes_every_schema(tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.iterdir()} >= {"issue-request.schema.json", "bundle.schema.json"}
 
 
-def test_sandbox_prints_every_party_with_its_key(node: Node, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_sandbox_prints_every_party_with_its_key(
+    node: Node, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("EBL_DATABASE_URL", node.settings.database_url)
     monkeypatch.setenv("EBL_KEYS_DIR", str(node.settings.keys_dir))
     assert cli.main(["sandbox"]) == 0

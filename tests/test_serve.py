@@ -31,8 +31,10 @@ def server(tmp_path: Path) -> Iterator[str]:
         "EBL_DATABASE_URL": f"sqlite:///{tmp_path / 'node.db'}",
         "EBL_KEYS_DIR": str(tmp_path / "keys"),
     }
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
-        [str(BIN / "ebl"), "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [str(BIN / "ebl"), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -44,13 +46,14 @@ def server(tmp_path: Path) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            assert process.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the node did not start within 60 s"
             time.sleep(0.1)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 def test_serve_seeds_the_corridor_and_the_demo_plays_the_story(server: str, tmp_path: Path) -> None:

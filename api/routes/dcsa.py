@@ -31,6 +31,7 @@ def issuance_request(node: NodeDep, caller: CallerDep, body: JsonBody) -> Respon
             issueTo=request.issueTo,
             issuanceManifestSignedContent=request.issuanceManifestSignedContent,
         ),
+        document_path="$.document",
     )
     return Response(status_code=204)
 

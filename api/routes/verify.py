@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ebl.verify import VerificationReport
 from fastapi import APIRouter
 
 from api.deps import JsonBody, NodeDep
-from api.openapi import ERRORS, request_body
-from ebl.bundle import Bundle
+from api.openapi import ERRORS
+from ebl.verify import VerificationReport
 
 router = APIRouter(tags=["verification"])
 
