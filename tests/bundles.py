@@ -27,15 +27,9 @@ from ebl.chain import ActionCode, EntryPayload, Transaction
 from ebl.corridor import CORRIDOR_PARTIES
 from ebl.keys import SigningKey, TrustStore
 from ebl.parties import PartyRef
+from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, SG_BANK, SHIPPER
 
 PLATFORM = "CQSB"
-CARRIER = "Yuxin Rail-Sea Forwarding Co., Ltd."
-SHIPPER = "Chongqing Laptop Export Co., Ltd."
-CQ_BANK = "Bank of Chongqing Trade Finance"
-CQ_CUSTOMS = "Chongqing Customs"
-CONSIGNEE = "Lion City Electronics Pte. Ltd."
-SG_BANK = "Straits Trade Bank"
-SG_CUSTOMS = "Singapore Customs"
 
 REFERENCE = "YXRS2611CKGSIN001"
 START = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)

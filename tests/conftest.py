@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +12,14 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ebl.config import Settings
+from ebl.demo import CARRIER, CONSIGNEE, CQ_BANK, SG_BANK, SG_CUSTOMS, SHIPPER, sample_document
 from ebl.service import Node
 
-CARRIER = "Yuxin Rail-Sea Forwarding Co., Ltd."
-SHIPPER = "Chongqing Laptop Export Co., Ltd."
-CQ_BANK = "Bank of Chongqing Trade Finance"
+# The party names come from the demo, which plays the same story; the tests import them from here.
+__all__ = ["CARRIER", "CONSIGNEE", "CQ_BANK", "CQ_CUSTOMS", "SG_BANK", "SG_CUSTOMS", "SHIPPER", "Api", "assert_error"]
+
 CQ_CUSTOMS = "Chongqing Customs"
-CONSIGNEE = "Lion City Electronics Pte. Ltd."
-SG_BANK = "Straits Trade Bank"
-SG_CUSTOMS = "Singapore Customs"
-
-
-def load_sample() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(
-        resources.files("ebl").joinpath("samples/corridor-bl.json").read_text(encoding="utf-8")
-    )
-    return document
+load_sample = sample_document
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,9 @@ from hypothesis import strategies as st
 from api.app import create_app
 from ebl.service import Node
 from tests.conftest import CARRIER, SHIPPER, Api, load_sample, node_settings
+from tests.jsonvalues import json_values, mutate, paths
 
 REF = "YXRS2611CKGSIN001"
-
-json_scalars = (
-    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False, allow_infinity=False)
-) | st.text()
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12,
-)
 
 
 @pytest.fixture(scope="module")
@@ -35,31 +26,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         api = Api(client)
         assert api.issue(load_sample()).status_code == 201
         yield api
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _paths(child, (*prefix, index))
-    return found
-
-
-def _mutate(value: Any, path: tuple[Any, ...], replacement: Any, delete: bool) -> Any:
-    if not path:
-        return replacement
-    result = copy.deepcopy(value)
-    target = result
-    for step in path[:-1]:
-        target = target[step]
-    if delete:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = replacement
-    return result
 
 
 def _check(response: Any) -> None:
@@ -82,12 +48,8 @@ def test_mutated_issue_requests_are_never_a_500(api: Api, data: st.DataObject, r
     document = load_sample()
     document["transportDocumentReference"] = "YXRS2611MUTANT"
     body = {"transportDocument": document, "issueTo": api.issue_to(SHIPPER)}
-    path = data.draw(st.sampled_from(_paths(body)))
-    _check(
-        api.client.post(
-            "/v1/ebls", json=_mutate(body, path, replacement, delete and bool(path)), headers=api.headers(CARRIER)
-        )
-    )
+    path = data.draw(st.sampled_from(paths(body)))
+    _check(api.client.post("/v1/ebls", json=mutate(body, path, replacement, delete), headers=api.headers(CARRIER)))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -95,7 +57,7 @@ def test_mutated_issue_requests_are_never_a_500(api: Api, data: st.DataObject, r
 def test_mutated_actions_are_never_a_500(api: Api, data: st.DataObject, replacement: Any, delete: bool) -> None:
     action = data.draw(st.sampled_from(["TRANSFER", "ENDORSE", "SIGN", "SURRENDER_FOR_AMENDMENT", "SREJ"]))
     body = {"actionCode": action, "recipient": api.ref(CARRIER), "reasonCode": "COD", "comments": "x"}
-    path = data.draw(st.sampled_from(_paths(body)))
-    mutated = _mutate(body, path, replacement, delete and bool(path))
+    path = data.draw(st.sampled_from(paths(body)))
+    mutated = mutate(body, path, replacement, delete)
     actor = data.draw(st.sampled_from(sorted(api.parties)))
     _check(api.client.post(f"/v1/ebls/{REF}/transactions", json=mutated, headers=api.headers(actor)))

@@ -30,6 +30,7 @@ from tests.bundles import (
     STORY,
     Corridor,
 )
+from tests.jsonvalues import paths
 
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
@@ -482,17 +483,6 @@ def test_random_values_under_the_bundle_keys_are_never_valid(value: dict[str, An
     assert report is None or report.verdict == "INVALID"
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*path, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _paths(child, (*path, index))
-    return found
-
-
 def _get(value: Any, path: tuple[Any, ...]) -> Any:
     for step in path:
         value = value[step]
@@ -503,7 +493,7 @@ def _get(value: Any, path: tuple[Any, ...]) -> Any:
 def _mutated(draw: st.DrawFn) -> dict[str, Any]:
     """The story bundle with one node of its JSON tree replaced, removed, or (a string) edited by one character."""
     bundle = copy.deepcopy(STORY_BUNDLE)
-    path = draw(st.sampled_from(_paths(bundle)[1:]))
+    path = draw(st.sampled_from(paths(bundle)[1:]))
     parent, last = _get(bundle, path[:-1]), path[-1]
     target = parent[last]
     operation = draw(
