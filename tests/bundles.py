@@ -14,11 +14,9 @@ All parties sit on one platform for simplicity; their identifying codes are the 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from ebl import canonical, chain, credentials, jws, keys
@@ -27,15 +25,12 @@ from ebl.chain import ActionCode, EntryPayload, Transaction
 from ebl.corridor import CORRIDOR_PARTIES
 from ebl.keys import SigningKey, TrustStore
 from ebl.parties import PartyRef
-from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, SG_BANK, SHIPPER
+from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, SG_BANK, SHIPPER, load_sample
 
 PLATFORM = "CQSB"
 
 REFERENCE = "YXRS2611CKGSIN001"
 START = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
-
-# Located next to an ebl module: importlib.resources fails when the editable install makes ``ebl`` a namespace package.
-SAMPLE = Path(canonical.__file__).parent / "samples" / "corridor-bl.json"
 
 STORY = (
     ActionCode.ISSUE,
@@ -48,11 +43,6 @@ STORY = (
     ActionCode.SACC,
 )
 """The action codes of :meth:`Corridor.story`, in order."""
-
-
-def load_sample() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(SAMPLE.read_text(encoding="utf-8"))
-    return document
 
 
 @dataclass(frozen=True)

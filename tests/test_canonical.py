@@ -22,8 +22,7 @@ PUBLISHED_CHECKSUM = "17113c94dd94be0d8072a4f74e72cf85e40d283943f9bcd6d3b7c61496
 PUBLISHED_LENGTH = 3415
 
 
-# Located next to an ebl module: importlib.resources fails when the editable install makes ``ebl`` a namespace package.
-SAMPLE = Path(canonical.__file__).parent / "samples" / "corridor-bl.json"
+SAMPLE = Path(__file__).resolve().parent.parent / "ebl" / "samples" / "corridor-bl.json"
 
 
 def sample_bytes() -> bytes:

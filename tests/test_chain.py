@@ -7,10 +7,8 @@ without an endorsee) and straight (isToOrder=false, Lion City Electronics as con
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from ebl import canonical, chain, jws, keys
 from ebl.chain import ActionCode, DocumentFacts, EblState, EntryPayload, Status, Transaction
 from ebl.errors import ActionRefused, BadRequest, RoleForbidden
 from ebl.parties import same_party
+from tests.conftest import load_sample
 
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
@@ -47,16 +46,6 @@ PARTIES = [CARRIER, SHIPPER, CQ_BANK, CQ_CUSTOMS, SG_BANK, CONSIGNEE]
 ENDORSEMENTS = [ActionCode.ENDORSE, ActionCode.ENDORSE_TO_ORDER, ActionCode.BLANK_ENDORSE]
 SURRENDERS = [ActionCode.SURRENDER_FOR_DELIVERY, ActionCode.SURRENDER_FOR_AMENDMENT]
 NO_RECIPIENT = {ActionCode.SIGN, ActionCode.BLANK_ENDORSE, ActionCode.SACC}
-
-
-# The sample ships inside the package. Located next to an ebl module rather than with importlib.resources, which
-# fails when the editable install makes ``ebl`` a namespace package (as it does under ``.venv/bin/pytest``).
-SAMPLE = Path(canonical.__file__).parent / "samples" / "corridor-bl.json"
-
-
-def load_sample() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(SAMPLE.read_text(encoding="utf-8"))
-    return document
 
 
 def to_order_document() -> dict[str, Any]:
