@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import errors, openapi
-from api.routes import dcsa, ebls, meta, verify
+from api.routes import dcsa, ebls, log, meta, verify
 from ebl.config import Settings
 from ebl.service import Node
 
@@ -25,6 +25,6 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
     app.state.node = node
     errors.install(app)
     openapi.install(app)
-    for module in (meta, ebls, dcsa, verify):
+    for module in (meta, ebls, dcsa, verify, log):
         app.include_router(module.router)
     return app

@@ -4,13 +4,14 @@ A bundle is what a verifier needs to check an eBL without the node (DESIGN §6):
 
     {"bundleVersion": 1, "transportDocument": {...}, "issueTo": {...},
      "entries": [compact JWS, ...], "credentials": [compact JWS, ...], "head": compact JWS,
-     "checkpoint": null, "inclusionProofs": null}
+     "checkpoint": signed note, "inclusionProofs": [tlog-proof, ...]}
 
 Chain links show that no entry was altered, removed from the middle or reordered, but not that the last entries
 are all there: a truncated chain is still a well-linked chain. The **head** closes that gap. The exporting node
 signs ``{transportDocumentReference, transportDocumentChecksum, length, lastEntryChecksum, eblPlatform,
-exportedAt}`` with its node key, vouching for how long the chain was when it exported it. ``checkpoint`` and
-``inclusionProofs`` are reserved for the ledger (DESIGN §5) and are ``null`` until then.
+exportedAt}`` with its node key, vouching for how long the chain was when it exported it. ``checkpoint`` is the
+node's signed log checkpoint (DESIGN §5) and ``inclusionProofs`` a C2SP tlog-proof per entry against it; a bundle
+without them (``null``) still verifies, with ``LEDGER_INCLUSION`` SKIPPED.
 
 Pure: no clock (the caller gives ``exportedAt``), no I/O.
 """
@@ -76,9 +77,9 @@ class Bundle(BaseModel):
     head: str
     """A compact JWS over a :class:`ChainHead`, signed by the exporting node's key."""
     checkpoint: str | None = None
-    """Reserved for the ledger: a C2SP checkpoint note."""
+    """The exporting node's log checkpoint (a C2SP signed note) that covers every entry."""
     inclusionProofs: list[str] | None = None
-    """Reserved for the ledger: one C2SP tlog-proof per entry."""
+    """One C2SP tlog-proof per entry, in entry order, against ``checkpoint``."""
 
 
 def sign_head(
@@ -111,6 +112,8 @@ def assemble(
     entries: Sequence[str],
     credentials: Sequence[str],
     head: str,
+    checkpoint: str | None = None,
+    inclusion_proofs: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """A version-1 bundle as a JSON-ready dict.
 
@@ -123,6 +126,6 @@ def assemble(
         "entries": list(entries),
         "credentials": list(credentials),
         "head": head,
-        "checkpoint": None,
-        "inclusionProofs": None,
+        "checkpoint": checkpoint,
+        "inclusionProofs": list(inclusion_proofs) if inclusion_proofs is not None else None,
     }

@@ -13,7 +13,7 @@ import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -42,10 +42,12 @@ from ebl.errors import (
     NotFound,
     Unauthenticated,
 )
+from ebl.log.ledger import Ledger, default_origin
+from ebl.log.merkle import ProofError
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
 from ebl.store.db import create_schema, make_engine, read_session, write_session
-from ebl.store.repositories import EblRepository, IdempotencyRepository, PartyRepository
-from ebl.store.tables import ChainEntryRow, EblRow, IdempotencyRow, PartyKeyRow, PartyRow
+from ebl.store.repositories import EblRepository, IdempotencyRepository, LogRepository, PartyRepository
+from ebl.store.tables import ChainEntryRow, CheckpointRow, EblRow, IdempotencyRow, PartyKeyRow, PartyRow
 from ebl.verify import VerificationReport, verify_bundle
 
 MAX_PAGE_SIZE = 100
@@ -236,6 +238,7 @@ class Node:
         trust = keys.TrustStore.load(trust_path) if trust_path.exists() else keys.TrustStore({})
         self.trust = trust.with_node_key(self.platform, self.node_key.public)
         trust_path.write_text(json.dumps(self.trust.to_json(), indent=2) + "\n", encoding="utf-8")
+        self.ledger = Ledger(settings.log_origin or default_origin(self.platform), self.node_key)
         self._sandbox_seed = (
             keys.load_or_create_secret(keys_dir / f"sandbox-{self.platform}.bin") if settings.is_sandbox else None
         )
@@ -247,6 +250,7 @@ class Node:
         node = cls(settings, engine)
         if settings.is_sandbox:
             node.seed_corridor_parties(side=None)
+        node.sign_checkpoint()
         return node
 
     # -- parties and authentication --
@@ -460,7 +464,7 @@ class Node:
                     eblPlatform=self.platform,
                     issuanceManifestSignedContent=manifest,
                 )
-                self._append(ebls, row.id, payload, signing_key)
+                self._append(session, row.id, payload, signing_key)
             except IntegrityError:
                 raise DuplicateIssuance(
                     f"{facts.transport_document_reference} was issued concurrently by another request"
@@ -525,18 +529,25 @@ class Node:
         named += parties.get("notifyParties", []) + [o.get("party") for o in parties.get("other", [])]
         return any(mine & code_keys(p) for p in named)
 
-    def _append(self, ebls: EblRepository, ebl_id: int, payload: EntryPayload, key: keys.SigningKey) -> None:
+    def _append(self, session: Session, ebl_id: int, payload: EntryPayload, key: keys.SigningKey) -> None:
+        """Sign the entry and store it with its log leaf, in the caller's transaction."""
         compact = chain.sign_entry(payload, key)
-        ebls.add_entry(
+        checksum = chain.entry_checksum(compact)
+        EblRepository(session).add_entry(
             ChainEntryRow(
                 ebl_id=ebl_id,
                 sequence=payload.sequence,
                 jws=compact,
-                checksum=chain.entry_checksum(compact),
+                checksum=checksum,
                 action_code=payload.transaction.actionCode.value,
                 created_at=_now(),
             )
         )
+        log = LogRepository(session)
+        index = self.ledger.append(log, checksum, _now())
+        latest = log.latest_checkpoint()
+        if latest is None or index + 1 - latest.size >= self.settings.checkpoint_every_entries:
+            self.ledger.sign_checkpoint(log, _now())
 
     # -- actions --
 
@@ -572,7 +583,7 @@ class Node:
                 eblPlatform=self.platform,
             )
             try:
-                self._append(ebls, row.id, payload, self._custodial_key(parties, caller.id))
+                self._append(session, row.id, payload, self._custodial_key(parties, caller.id))
             except IntegrityError:
                 raise LostRace(f"another action on {reference} was recorded first; read it again") from None
             row.status = new_state.status.value
@@ -646,8 +657,10 @@ class Node:
         return [e.jws for e in entries]
 
     def bundle(self, caller: Caller, reference: str) -> dict[str, Any]:
-        """Everything a verifier needs offline: document, chain, key credentials, and a node-signed head."""
-        with read_session(self.engine) as session:
+        """Everything a verifier needs offline: document, chain, key credentials, a node-signed head, and the
+        log checkpoint with an inclusion proof (C2SP tlog-proof) for every entry."""
+        # A write transaction: the checkpoint may have to be signed now to cover the newest entries.
+        with write_session(self.engine) as session:
             row, entries = self._load(session, caller, reference)
             compacts = [e.jws for e in entries]
             first = EntryPayload.model_validate(jws.unverified_payload(compacts[0]))
@@ -657,6 +670,9 @@ class Node:
             parties = PartyRepository(session)
             found = [parties.key(kid) for kid in sorted(signers)]
             creds = [k.credential for k in found if k is not None]
+            log = LogRepository(session)
+            checkpoint = self.ledger.sign_checkpoint(log, _now())
+            proofs = [self.ledger.tlog_proof(log, e.checksum, checkpoint) for e in entries]
         head = sign_head(
             self.node_key,
             document_checksum=row.document_checksum,
@@ -671,6 +687,8 @@ class Node:
             entries=compacts,
             credentials=creds,
             head=head,
+            checkpoint=checkpoint.note,
+            inclusion_proofs=proofs,
         )
 
     def endorsement_chain(self, caller: Caller, reference: str) -> list[dict[str, Any]]:
@@ -705,6 +723,52 @@ class Node:
 
     def verify(self, bundle: Any) -> VerificationReport:
         return verify_bundle(bundle, self.trust)
+
+    # -- the log --
+
+    def sign_checkpoint(self) -> CheckpointRow:
+        """Sign a checkpoint of the log now (a no-op answer with the latest one if the log has not grown)."""
+        with write_session(self.engine) as session:
+            return self.ledger.sign_checkpoint(LogRepository(session), _now())
+
+    def checkpoint(self) -> str:
+        with read_session(self.engine) as session:
+            latest = LogRepository(session).latest_checkpoint()
+        assert latest is not None, "Node.open signs the first checkpoint"
+        return latest.note
+
+    def inclusion_proof(self, index: int, size: int) -> dict[str, Any]:
+        with read_session(self.engine) as session:
+            log = LogRepository(session)
+            leaf = log.leaf(index)
+            proof = self._proof(lambda: self.ledger.inclusion_proof(log, index, size))
+        assert leaf is not None
+        return {"index": index, "treeSize": size, "leafHash": _b64(leaf.leaf_hash), "proof": [_b64(h) for h in proof]}
+
+    def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
+        with read_session(self.engine) as session:
+            proof = self._proof(lambda: self.ledger.consistency_proof(LogRepository(session), first, second))
+        return {"first": first, "second": second, "proof": [_b64(h) for h in proof]}
+
+    @staticmethod
+    def _proof(build: Callable[[], list[bytes]]) -> list[bytes]:
+        try:
+            return build()
+        except ProofError as exc:
+            raise BadRequest(str(exc), code="INVALID_PROOF_REQUEST") from None
+
+    def log_entry(self, index: int) -> dict[str, Any]:
+        with read_session(self.engine) as session:
+            leaf = LogRepository(session).leaf(index)
+            entry = EblRepository(session).entry_by_checksum(leaf.entry_checksum) if leaf is not None else None
+        if leaf is None or entry is None:
+            raise NotFound(f"the log has no entry {index}")
+        return {
+            "index": index,
+            "entryChecksum": leaf.entry_checksum,
+            "leafHash": _b64(leaf.leaf_hash),
+            "entry": entry.jws,
+        }
 
     def health(self) -> None:
         with read_session(self.engine) as session:
@@ -745,6 +809,10 @@ class Node:
                 return
             row.status_code, row.response_body = response.status_code, response.body
             records.save(row)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _encode_cursor(last_id: int) -> str:

@@ -21,7 +21,9 @@ Seven checks run, always all of them, in this order:
    ``ISSUE`` actor.
 6. ``STATE`` — the transactions fold through the state machine (:func:`ebl.chain.apply`) without breaking a rule; the
    report's ``document`` is the final state.
-7. ``LEDGER_INCLUSION`` — SKIPPED until the ledger fills ``checkpoint`` and ``inclusionProofs``.
+7. ``LEDGER_INCLUSION`` — the checkpoint is a C2SP note signed by a trusted node key of the entries' platform, and
+   each entry's tlog-proof shows its leaf (:func:`ebl.log.merkle.entry_leaf_hash`) under that checkpoint's root.
+   SKIPPED for a bundle without a checkpoint.
 
 Each check is a function that returns a detail when it holds and raises ``_CheckFailed(detail, entry=...)`` when it
 does not; the runner turns both into the report. Where a check needs what an entry claims it reads the payload
@@ -33,12 +35,14 @@ not a bundle at all, and nothing else for any input.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ebl import canonical, chain, credentials, jws
@@ -47,6 +51,7 @@ from ebl.chain import ActionCode, DocumentFacts, EblState, EntryPayload, Issuanc
 from ebl.credentials import Credential
 from ebl.errors import EblError, ErrorDetail, UnusableBundle
 from ebl.keys import PublicKey, TrustStore
+from ebl.log import merkle, note
 from ebl.parties import Role, same_party
 
 __all__ = ["CheckName", "CheckResult", "DocumentState", "HistoryItem", "VerificationReport", "verify_bundle"]
@@ -596,12 +601,49 @@ def _check_state(ctx: _Context) -> str:
 
 
 def _check_ledger_inclusion(ctx: _Context) -> str:
-    """7. LEDGER_INCLUSION: not checked yet — SKIPPED, never VALID."""
+    """7. LEDGER_INCLUSION: every entry is a leaf of its node's log under a checkpoint that node's key signed."""
     if ctx.bundle.checkpoint is None:
         if ctx.bundle.inclusionProofs is not None:
             raise _CheckSkipped("the bundle carries inclusion proofs but no checkpoint to check them against")
         raise _CheckSkipped("no checkpoint in the bundle")
-    raise _CheckSkipped("the bundle carries a checkpoint, but this verifier does not check ledger inclusion yet")
+    proofs = ctx.bundle.inclusionProofs or []
+    if len(proofs) != len(ctx.entries):
+        raise _CheckFailed(f"the bundle carries {len(proofs)} inclusion proofs for {len(ctx.entries)} entries")
+    platforms = {ctx.payload(entry).eblPlatform for entry in ctx.entries}
+    if len(platforms) != 1:
+        raise _CheckSkipped("entries from several platforms: this verifier checks one node's log per bundle")
+    platform = platforms.pop()
+    try:
+        origin = ctx.bundle.checkpoint.split("\n", 1)[0]
+        verifiers = [
+            note.verifier(origin, Ed25519PublicKey.from_public_bytes(_b64url(key.jwk["x"])))
+            for key in ctx.trust.node_keys.get(platform, ())
+            if key.jwk.get("crv") == "Ed25519"
+        ]
+        text, _ = note.open_note(ctx.bundle.checkpoint, verifiers)
+        checkpoint = note.Checkpoint.parse(text)
+    except (note.NoteError, ValueError) as exc:
+        raise _CheckFailed(f"the checkpoint is not signed by a trusted {platform} node key: {exc}") from None
+    for entry, text_proof in zip(ctx.entries, proofs, strict=True):
+        sequence = entry.index
+        try:
+            proof = note.TlogProof.parse(text_proof)
+            if proof.checkpoint_note != ctx.bundle.checkpoint:
+                raise _CheckFailed("its inclusion proof is against another checkpoint", entry=sequence)
+            leaf = merkle.entry_leaf_hash(chain.entry_checksum(entry.compact))
+            merkle.verify_inclusion(leaf, proof.index, checkpoint.size, proof.hashes, checkpoint.root)
+        except (note.NoteError, merkle.ProofError) as exc:
+            raise _CheckFailed(f"entry {sequence} is not proven in the log: {exc}", entry=sequence) from None
+    return (
+        f"all {len(ctx.entries)} entries are leaves of log {checkpoint.origin} at size {checkpoint.size}, "
+        f"whose checkpoint a trusted {platform} node key signed"
+    )
+
+
+def _b64url(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("a JWK member is a base64url string")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 _CHECKS: Sequence[tuple[CheckName, Callable[[_Context], str]]] = (

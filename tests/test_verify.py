@@ -138,14 +138,13 @@ def test_the_report_and_bundle_json_shapes() -> None:
     }  # fmt: skip
 
 
-def test_a_checkpoint_this_verifier_cannot_check_is_skipped_not_valid() -> None:
+def test_a_checkpoint_without_proofs_or_signature_is_invalid() -> None:
     corridor, bundle = story()
     bundle["checkpoint"] = "cqsb.ebl.example/log\n8\nAAAA\n"
     report = verify_bundle(bundle, corridor.trust())
     ledger = check(report, CheckName.LEDGER_INCLUSION)
-    assert ledger.status == "SKIPPED"
-    assert "does not check" in ledger.detail
-    assert report.verdict == "VALID"
+    assert ledger.status == "INVALID"
+    assert report.verdict == "INVALID"
 
 
 def test_an_issuance_manifest_key_trusted_directly_as_a_carrier_key() -> None:

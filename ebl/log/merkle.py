@@ -32,6 +32,11 @@ def leaf_hash(data: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + data).digest()
 
 
+def entry_leaf_hash(entry_checksum: str) -> bytes:
+    """The leaf of a chain entry in a node's log: its 32-byte checksum (SHA-256 of the compact JWS) is the data."""
+    return leaf_hash(bytes.fromhex(entry_checksum))
+
+
 def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 

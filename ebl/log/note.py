@@ -72,16 +72,21 @@ class Signer:
 
     @property
     def verifier(self) -> Verifier:
-        public = self.private_key.public_key()
-        return Verifier(self.name, _key_id(self.name, public.public_bytes(Encoding.Raw, PublicFormat.Raw)), public)
+        return verifier(self.name, self.private_key.public_key())
 
     def signature_line(self, text: str) -> str:
         signature = self.private_key.sign(text.encode())
         return f"{_DASH} {self.name} {base64.b64encode(self.verifier.key_id + signature).decode()}\n"
 
 
+def verifier(name: str, public_key: Ed25519PublicKey) -> Verifier:
+    """The note verifier of an Ed25519 key under a key name (for a log: its origin)."""
+    return Verifier(name, _key_id(name, public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)), public_key)
+
+
 def parse_vkey(vkey: str) -> Verifier:
-    parts = vkey.split("+")
+    # The base64 key may itself contain '+': only the first two separate fields.
+    parts = vkey.split("+", 2)
     if len(parts) != 3 or not _NAME.match(parts[0]):
         raise NoteError("a verifier key is <name>+<hex key ID>+<base64 key>")
     name, key_id_hex, key_b64 = parts

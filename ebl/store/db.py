@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
-from ebl.store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from ebl.store.tables import APPEND_ONLY_TABLES  # importing the tables registers them on SQLModel.metadata
 
 _WRITE = "ebl_write"
 
@@ -46,6 +46,21 @@ def make_engine(url: str) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
+    with engine.begin() as connection:
+        for statement in _append_only_triggers(engine.dialect.name):
+            connection.exec_driver_sql(statement)
+
+
+def _append_only_triggers(dialect: str) -> list[str]:
+    """Triggers that make the ledger tables refuse UPDATE and DELETE, whoever connects to the database."""
+    if dialect != "sqlite":
+        raise NotImplementedError(f"append-only triggers for {dialect} come with the production-storage work")
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: rows are never updated or deleted'); END"
+        for table in APPEND_ONLY_TABLES
+        for verb in ("UPDATE", "DELETE")
+    ]
 
 
 @contextmanager

@@ -7,7 +7,17 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from ebl.store.tables import ChainEntryRow, EblRow, IdempotencyRow, InvolvementRow, PartyKeyRow, PartyRow
+from ebl.store.tables import (
+    ChainEntryRow,
+    CheckpointRow,
+    EblRow,
+    IdempotencyRow,
+    InvolvementRow,
+    LogLeafRow,
+    LogNodeRow,
+    PartyKeyRow,
+    PartyRow,
+)
 
 
 class PartyRepository:
@@ -80,6 +90,9 @@ class EblRepository:
         # Flush now so that a lost race on (ebl_id, sequence) surfaces here, inside the caller's transaction.
         self._session.flush()
 
+    def entry_by_checksum(self, checksum: str) -> ChainEntryRow | None:
+        return self._session.exec(select(ChainEntryRow).where(ChainEntryRow.checksum == checksum)).first()
+
     def involve(self, ebl_id: int, party_ids: Iterable[str]) -> None:
         known = set(self._session.exec(select(InvolvementRow.party_id).where(InvolvementRow.ebl_id == ebl_id)).all())
         for party_id in set(party_ids) - known:
@@ -114,3 +127,52 @@ class IdempotencyRepository:
 
     def save(self, row: IdempotencyRow) -> None:
         self._session.add(row)
+
+
+class LogRepository:
+    """The ledger's leaves, subtree hashes and checkpoints."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def size(self) -> int:
+        return int(self._session.exec(select(func.count()).select_from(LogLeafRow)).one())
+
+    def add_leaf(self, row: LogLeafRow) -> None:
+        self._session.add(row)
+
+    def leaf(self, index: int) -> LogLeafRow | None:
+        return self._session.get(LogLeafRow, index)
+
+    def leaves(self, start: int, stop: int) -> Sequence[LogLeafRow]:
+        statement = (
+            select(LogLeafRow)
+            .where(col(LogLeafRow.index) >= start, col(LogLeafRow.index) < stop)
+            .order_by(col(LogLeafRow.index))
+        )
+        return self._session.exec(statement).all()
+
+    def leaf_by_checksum(self, entry_checksum: str) -> LogLeafRow | None:
+        return self._session.exec(select(LogLeafRow).where(LogLeafRow.entry_checksum == entry_checksum)).first()
+
+    def add_node(self, level: int, index: int, hash_: bytes) -> None:
+        self._session.add(LogNodeRow(level=level, index=index, hash=hash_))
+
+    def node(self, level: int, index: int) -> bytes:
+        row = self._session.get(LogNodeRow, (level, index))
+        if row is None:
+            raise LookupError(f"the log has no subtree ({level}, {index})")
+        return row.hash
+
+    def all_nodes(self) -> Sequence[LogNodeRow]:
+        return self._session.exec(select(LogNodeRow).order_by(col(LogNodeRow.level), col(LogNodeRow.index))).all()
+
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc())).first()
+
+    def checkpoints(self) -> Sequence[CheckpointRow]:
+        return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size))).all()
+
+    def add_checkpoint(self, row: CheckpointRow) -> None:
+        self._session.add(row)
+        self._session.flush()

@@ -83,3 +83,40 @@ class IdempotencyRow(SQLModel, table=True):
     status_code: int | None = None
     response_body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime
+
+
+class LogLeafRow(SQLModel, table=True):
+    """Leaf ``index`` of the node's RFC 6962 log: one per chain entry, appended in the entry's transaction."""
+
+    __tablename__ = "log_leaf"
+
+    index: int = Field(primary_key=True)
+    entry_checksum: str = Field(max_length=64, unique=True)
+    leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime
+
+
+class LogNodeRow(SQLModel, table=True):
+    """The hash of the perfect subtree ``(level, index)``, covering leaves ``[index·2^level, (index+1)·2^level)``."""
+
+    __tablename__ = "log_node"
+
+    level: int = Field(primary_key=True)
+    index: int = Field(primary_key=True)
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class CheckpointRow(SQLModel, table=True):
+    """A C2SP checkpoint the node signed. Every one is kept; sizes only grow."""
+
+    __tablename__ = "checkpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    size: int = Field(unique=True)
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+APPEND_ONLY_TABLES = ("chain_entry", "log_leaf", "log_node", "checkpoint")
+"""Tables whose rows are never updated or deleted: the database refuses it (see ``ebl.store.db``)."""

@@ -1,0 +1,61 @@
+"""The ledger (DESIGN §5): C2SP checkpoint and verifier key, RFC 6962 proofs, log entries. No authentication."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
+
+from api.deps import NodeDep
+from api.openapi import ERRORS
+
+router = APIRouter(prefix="/v1/log", tags=["ledger"])
+
+_Size = Annotated[int, Query(ge=0, le=2**53)]
+
+
+@router.get(
+    "/checkpoint",
+    response_class=PlainTextResponse,
+    summary="The latest signed checkpoint (C2SP tlog-checkpoint note)",
+    description="`<origin>\\n<size>\\n<base64 root>\\n`, a blank line, and the node's Ed25519 note signature.",
+)
+def checkpoint(node: NodeDep) -> str:
+    return node.checkpoint()
+
+
+@router.get(
+    "/vkey",
+    response_class=PlainTextResponse,
+    summary="The C2SP verifier key of the log (`<origin>+<key ID>+<base64 key>`)",
+)
+def vkey(node: NodeDep) -> str:
+    return node.ledger.vkey + "\n"
+
+
+@router.get(
+    "/proofs/inclusion",
+    summary="RFC 6962 inclusion proof of leaf `index` in the tree of size `treeSize` (hashes in base64)",
+    responses={400: ERRORS[400]},
+)
+def inclusion(node: NodeDep, index: Annotated[int, Query(ge=0, le=2**53)], treeSize: _Size) -> dict[str, Any]:
+    return node.inclusion_proof(index, treeSize)
+
+
+@router.get(
+    "/proofs/consistency",
+    summary="RFC 6962 consistency proof between tree sizes `first` and `second` (hashes in base64)",
+    responses={400: ERRORS[400]},
+)
+def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, Any]:
+    return node.consistency_proof(first, second)
+
+
+@router.get(
+    "/entries/{index}",
+    summary="Log entry `index`: the chain entry (compact JWS), its checksum and its leaf hash",
+    responses={k: ERRORS[k] for k in (400, 404)},
+)
+def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
+    return node.log_entry(index)

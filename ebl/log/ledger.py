@@ -1,0 +1,92 @@
+"""The node's append-only log (DESIGN §5): one RFC 6962 leaf per chain entry, signed C2SP checkpoints, proofs.
+
+The leaf of a chain entry is ``SHA-256(0x00 ‖ SHA-256(utf8(compact JWS)))``: the 32 raw bytes of the entry checksum
+are the leaf data (:func:`ebl.log.merkle.entry_leaf_hash`). Appends run inside the transaction that stores the entry,
+so an entry and its leaf commit together or not at all. Each append stores the perfect subtrees it completes
+(:func:`ebl.log.merkle.completed_nodes`), so appending and proving read O(log n) stored hashes.
+
+A checkpoint is signed only from the stored tree, after checking that it is consistent with the previous
+checkpoint: the node never signs two inconsistent checkpoints.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ebl.keys import SigningKey
+from ebl.log import merkle
+from ebl.log.note import Checkpoint, Signer, TlogProof, sign_note
+from ebl.store.repositories import LogRepository
+from ebl.store.tables import CheckpointRow, LogLeafRow
+
+
+def default_origin(platform: str) -> str:
+    return f"{platform.lower()}.ebl.example/log"
+
+
+class Ledger:
+    def __init__(self, origin: str, node_key: SigningKey) -> None:
+        if not isinstance(node_key.private, Ed25519PrivateKey):
+            raise TypeError("the log signs checkpoints with the node's Ed25519 key")
+        self.origin = origin
+        self._signer = Signer(origin, node_key.private)
+
+    @property
+    def vkey(self) -> str:
+        return self._signer.verifier.vkey()
+
+    def append(self, log: LogRepository, entry_checksum: str, now: datetime) -> int:
+        """Add the leaf of a chain entry; returns its index."""
+        index = log.size()
+        leaf = merkle.entry_leaf_hash(entry_checksum)
+        log.add_leaf(LogLeafRow(index=index, entry_checksum=entry_checksum, leaf_hash=leaf, created_at=now))
+        for level, node_index, value in merkle.completed_nodes(index, leaf, log.node):
+            log.add_node(level, node_index, value)
+        return index
+
+    def root(self, log: LogRepository, size: int) -> bytes:
+        return merkle.root(size, log.node)
+
+    def sign_checkpoint(self, log: LogRepository, now: datetime) -> CheckpointRow:
+        """A checkpoint of the current tree, or the latest one if the tree has not grown since."""
+        size = log.size()
+        latest = log.latest_checkpoint()
+        if latest is not None and latest.size == size:
+            return latest
+        root = self.root(log, size)
+        if latest is not None and latest.size > 0:
+            # Belt and braces: the stored tree must extend what the node already signed.
+            proof = merkle.consistency_proof(latest.size, size, log.node)
+            merkle.verify_consistency(latest.size, size, latest.root_hash, root, proof)
+        text = Checkpoint(self.origin, size, root).to_text()
+        row = CheckpointRow(size=size, root_hash=root, note=sign_note(text, [self._signer]), created_at=now)
+        log.add_checkpoint(row)
+        return row
+
+    def inclusion_proof(self, log: LogRepository, index: int, size: int) -> list[bytes]:
+        self._check_size(log, size)
+        return merkle.inclusion_proof(index, size, log.node)
+
+    def consistency_proof(self, log: LogRepository, first: int, second: int) -> list[bytes]:
+        self._check_size(log, second)
+        return merkle.consistency_proof(first, second, log.node)
+
+    def tlog_proof(self, log: LogRepository, entry_checksum: str, checkpoint: CheckpointRow) -> str:
+        leaf = log.leaf_by_checksum(entry_checksum)
+        if leaf is None or leaf.index >= checkpoint.size:
+            raise merkle.ProofError("the entry is not in the checkpointed tree")
+        hashes = merkle.inclusion_proof(leaf.index, checkpoint.size, log.node)
+        return TlogProof(index=leaf.index, hashes=hashes, checkpoint_note=checkpoint.note).to_text()
+
+    @staticmethod
+    def _check_size(log: LogRepository, size: int) -> None:
+        current = log.size()
+        if size > current:
+            raise merkle.ProofError(f"the log has {current} entries, not {size}")
+
+
+def encode_hashes(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode() for h in hashes]
