@@ -63,6 +63,34 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_VALID if report.verdict == "VALID" else EXIT_INVALID
 
 
+def _audit(_args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ebl import keys
+    from ebl.audit import audit
+    from ebl.config import Settings
+    from ebl.log.ledger import default_origin
+    from ebl.store.db import make_engine
+
+    settings = Settings()
+    key_path = settings.keys_dir / f"node-{settings.platform}.pem"
+    if not key_path.exists():
+        print(f"ebl audit: no node key at {key_path}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    node_key = keys.load_or_create_node_key(key_path).private
+    assert isinstance(node_key, Ed25519PrivateKey), "load_or_create_node_key loads Ed25519 keys only"
+    origin = settings.log_origin or default_origin(settings.platform)
+    summary = audit(make_engine(settings.database_url), node_key.public_key(), origin)
+    print(
+        f"audited {summary.ebls} eBLs, {summary.entries} chain entries, {summary.leaves} log leaves, "
+        f"{summary.nodes} tree nodes, {summary.checkpoints} checkpoints"
+    )
+    for failure in summary.failures:
+        print(f"FAILED: {failure}")
+    print("OK: every checksum, link, signature, the tree and the checkpoints match" if summary.ok else "AUDIT FAILED")
+    return EXIT_VALID if summary.ok else EXIT_INVALID
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from ebl import schemas
 
@@ -98,6 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument("bundle")
     verify.add_argument("--trust", default="keys/trust.json", help="trust store (node keys per platform)")
     verify.set_defaults(handler=_verify)
+
+    audit = commands.add_parser(
+        "audit", help="recompute every checksum, link, signature and the log (exit 1 on a mismatch)"
+    )
+    audit.set_defaults(handler=_audit)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schemas into schemas/")
     schemas.add_argument("--out", default="schemas")

@@ -1,0 +1,110 @@
+"""``ebl audit`` finds every kind of direct tampering with the database, also after the triggers were dropped."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ebl import cli
+from ebl.service import Node
+from tests.conftest import Api
+from tests.test_api import play_story
+
+TRIGGERS = [
+    f"DROP TRIGGER {table}_no_{verb}"
+    for table in ("chain_entry", "log_leaf", "log_node", "checkpoint")
+    for verb in ("update", "delete")
+]
+
+
+@pytest.fixture
+def audited(api: Api, node: Node, sample: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    play_story(api, sample)
+    api.get("Singapore Customs", "/v1/ebls/YXRS2611CKGSIN001/bundle")  # signs a checkpoint over all 8 entries
+    monkeypatch.setenv("EBL_DATABASE_URL", node.settings.database_url)
+    monkeypatch.setenv("EBL_KEYS_DIR", str(node.settings.keys_dir))
+    return lambda: cli.main(["audit"])
+
+
+def _tamper(node: Node, *statements: str) -> None:
+    with sqlite3.connect(node.settings.database_url.removeprefix("sqlite:///")) as connection:
+        for statement in (*TRIGGERS, *statements):
+            connection.execute(statement)
+
+
+def test_an_untouched_database_passes(audited: Callable[[], int], capsys: pytest.CaptureFixture[str]) -> None:
+    assert audited() == 0
+    out = capsys.readouterr().out
+    assert "audited 1 eBLs, 8 chain entries, 8 log leaves" in out
+    assert "OK" in out
+
+
+@pytest.mark.parametrize(
+    ("statements", "named"),
+    [
+        # A changed byte in a stored entry.
+        (
+            ["UPDATE chain_entry SET jws = substr(jws, 1, 60) || 'A' || substr(jws, 62) WHERE sequence = 3"],
+            "chain_entry id=4",
+        ),
+        # The last entry deleted with its leaf: the chain still links, but the tree remembers it.
+        (
+            [
+                "DELETE FROM log_leaf WHERE entry_checksum = (SELECT checksum FROM chain_entry WHERE sequence = 7)",
+                "DELETE FROM chain_entry WHERE sequence = 7",
+            ],
+            "log_node level=0 index=7",
+        ),
+        # ... and with its tree nodes too: the signed checkpoint remembers it.
+        (
+            [
+                "DELETE FROM log_leaf WHERE entry_checksum = (SELECT checksum FROM chain_entry WHERE sequence = 7)",
+                "DELETE FROM chain_entry WHERE sequence = 7",
+                'DELETE FROM log_node WHERE (level = 0 AND "index" = 7) OR (level = 1 AND "index" = 3) '
+                'OR (level = 2 AND "index" = 1) OR (level = 3 AND "index" = 0)',
+            ],
+            "checkpoint",
+        ),
+        # A deleted middle entry: the next one no longer links.
+        (["DELETE FROM chain_entry WHERE sequence = 2"], "chain_entry id=4"),
+        # Reordered entries.
+        (
+            [
+                "UPDATE chain_entry SET sequence = 100 WHERE sequence = 4",
+                "UPDATE chain_entry SET sequence = 4 WHERE sequence = 5",
+                "UPDATE chain_entry SET sequence = 5 WHERE sequence = 100",
+                "UPDATE chain_entry SET id = 100 WHERE id = 5",
+                "UPDATE chain_entry SET id = 5 WHERE id = 6",
+                "UPDATE chain_entry SET id = 6 WHERE id = 100",
+            ],
+            "chain_entry id=5",
+        ),
+        # An inserted entry: a copy of an existing one under another id.
+        (
+            [
+                "INSERT INTO chain_entry (ebl_id, sequence, jws, checksum, action_code, created_at) "
+                "SELECT ebl_id, 8, jws, 'f' || substr(checksum, 2), action_code, created_at "
+                "FROM chain_entry WHERE sequence = 7"
+            ],
+            "chain_entry id=9",
+        ),
+        # The log: a rewritten leaf, a rewritten interior node, a rewritten checkpoint.
+        (['UPDATE log_leaf SET leaf_hash = zeroblob(32) WHERE "index" = 2'], "log_leaf index=2"),
+        (['UPDATE log_node SET hash = zeroblob(32) WHERE level = 2 AND "index" = 0'], "log_node level=2 index=0"),
+        (["UPDATE checkpoint SET root_hash = zeroblob(32) WHERE size = 8"], "checkpoint"),
+        # The document itself.
+        (["UPDATE ebl SET document_json = replace(document_json, '11850.5', '1185.5')"], "ebl id=1"),
+    ],
+)
+def test_tampering_is_found_and_named(
+    audited: Callable[[], int], node: Node, capsys: pytest.CaptureFixture[str], statements: list[str], named: str
+) -> None:
+    _tamper(node, *statements)
+    assert audited() == 1
+    out = capsys.readouterr().out
+    assert "AUDIT FAILED" in out
+    failure = next(line for line in out.splitlines() if line.startswith("FAILED: "))
+    assert named in failure, failure
