@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from api import errors, openapi
 from api.routes import dcsa, ebls, log, meta, verify
 from ebl.config import Settings
 from ebl.service import Node
+
+logger = logging.getLogger("ebl.api")
 
 DESCRIPTION = """\
 Electronic bills of lading for the Chongqing–Singapore rail-sea corridor: DCSA eBL 3.0.3 documents, issued,
@@ -18,10 +26,31 @@ Authenticate with `Authorization: Bearer <api-key>` (sandbox keys: `GET /sandbox
 """
 
 
+async def _checkpoint_every(node: Node, seconds: float) -> None:
+    """Sign a checkpoint every ``seconds`` when the log has grown (appends sign one every N entries as well)."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await run_in_threadpool(node.sign_checkpoint)
+        except Exception:
+            logger.exception("signing the periodic checkpoint failed; trying again in %s s", seconds)
+
+
 def create_app(node: Node | None = None, settings: Settings | None = None) -> FastAPI:
     """An app for ``node``, or for a node opened from ``settings`` (the environment by default)."""
     node = node or Node.open(settings or Settings())
-    app = FastAPI(title="eBL corridor node", version="0.1.0", description=DESCRIPTION)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_checkpoint_every(node, node.settings.checkpoint_interval_seconds))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="eBL corridor node", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.node = node
     errors.install(app)
     openapi.install(app)

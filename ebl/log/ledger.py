@@ -43,8 +43,7 @@ class Ledger:
         index = log.size()
         leaf = merkle.entry_leaf_hash(entry_checksum)
         log.add_leaf(LogLeafRow(index=index, entry_checksum=entry_checksum, leaf_hash=leaf, created_at=now))
-        for level, node_index, value in merkle.completed_nodes(index, leaf, log.node):
-            log.add_node(level, node_index, value)
+        log.add_nodes(merkle.completed_nodes(index, leaf, log.node))
         return index
 
     def root(self, log: LogRepository, size: int) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from ebl.store.tables import (
@@ -130,42 +130,40 @@ class IdempotencyRepository:
 
 
 class LogRepository:
-    """The ledger's leaves, subtree hashes and checkpoints."""
+    """The ledger's leaves, subtree hashes and checkpoints.
+
+    Appends and proofs run on the hot path of every action, so they use single-row Core statements on primary keys
+    rather than the ORM unit of work.
+    """
 
     def __init__(self, session: Session) -> None:
         self._session = session
 
     def size(self) -> int:
-        return int(self._session.exec(select(func.count()).select_from(LogLeafRow)).one())
+        # MAX over the primary key is an index lookup; COUNT(*) would scan every leaf.
+        statement = select(func.coalesce(func.max(LogLeafRow.index) + 1, 0))
+        return int(self._session.execute(statement).scalar_one())
 
     def add_leaf(self, row: LogLeafRow) -> None:
-        self._session.add(row)
+        self._session.execute(insert(LogLeafRow).values(**row.model_dump()))
 
     def leaf(self, index: int) -> LogLeafRow | None:
         return self._session.get(LogLeafRow, index)
 
-    def leaves(self, start: int, stop: int) -> Sequence[LogLeafRow]:
-        statement = (
-            select(LogLeafRow)
-            .where(col(LogLeafRow.index) >= start, col(LogLeafRow.index) < stop)
-            .order_by(col(LogLeafRow.index))
-        )
-        return self._session.exec(statement).all()
-
     def leaf_by_checksum(self, entry_checksum: str) -> LogLeafRow | None:
         return self._session.exec(select(LogLeafRow).where(LogLeafRow.entry_checksum == entry_checksum)).first()
 
-    def add_node(self, level: int, index: int, hash_: bytes) -> None:
-        self._session.add(LogNodeRow(level=level, index=index, hash=hash_))
+    def add_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        self._session.execute(
+            insert(LogNodeRow), [{"level": level, "index": index, "hash": value} for level, index, value in nodes]
+        )
 
     def node(self, level: int, index: int) -> bytes:
-        row = self._session.get(LogNodeRow, (level, index))
-        if row is None:
+        statement = select(LogNodeRow.hash).where(LogNodeRow.level == level, LogNodeRow.index == index)
+        value = self._session.execute(statement).scalar_one_or_none()
+        if value is None:
             raise LookupError(f"the log has no subtree ({level}, {index})")
-        return row.hash
-
-    def all_nodes(self) -> Sequence[LogNodeRow]:
-        return self._session.exec(select(LogNodeRow).order_by(col(LogNodeRow.level), col(LogNodeRow.index))).all()
+        return bytes(value)
 
     def latest_checkpoint(self) -> CheckpointRow | None:
         return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc())).first()

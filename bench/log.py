@@ -1,0 +1,167 @@
+"""Ledger benchmarks (issue: the tamper-evident ledger). Never run by the test suite.
+
+    .venv/bin/pip install pymerkle==7.0.0     # the comparison library, not a project dependency
+    .venv/bin/python bench/log.py [--appends 2000] [--sizes 1000 10000 100000 1000000]
+
+Measures, on this machine, side by side in one run:
+A. durable append throughput (one commit per append) of our log against pymerkle's ``SqliteTree``, in alternating
+   rounds so that both see the same machine noise;
+B. the cost of one durable append at several log sizes (the log is bulk-loaded to each size first);
+C. the time to build an inclusion proof from the database at the largest size, and to verify one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.engine import Engine
+
+from ebl.keys import SigningKey
+from ebl.log import merkle
+from ebl.log.ledger import Ledger
+from ebl.store.db import create_schema, make_engine, read_session, write_session
+from ebl.store.repositories import LogRepository
+
+
+def _checksum(i: int) -> str:
+    return merkle.leaf_hash(i.to_bytes(8, "big")).hex()
+
+
+def _our_log(folder: Path, name: str) -> tuple[Engine, Ledger]:
+    engine = make_engine(f"sqlite:///{folder / name}")
+    create_schema(engine)
+    return engine, Ledger("bench.ebl.example/log", SigningKey(Ed25519PrivateKey.generate()))
+
+
+def _append_ours(engine: Engine, ledger: Ledger, start: int, count: int) -> float:
+    began = time.perf_counter()
+    for i in range(start, start + count):
+        with write_session(engine) as session:
+            ledger.append(LogRepository(session), _checksum(i), datetime.now(UTC))
+    return time.perf_counter() - began
+
+
+def _append_pymerkle(tree: object, start: int, count: int) -> float:
+    began = time.perf_counter()
+    for i in range(start, start + count):
+        tree.append_entry(bytes.fromhex(_checksum(i)))  # type: ignore[attr-defined]
+    return time.perf_counter() - began
+
+
+def throughput(folder: Path, appends: int, rounds: int = 4) -> None:
+    from pymerkle import SqliteTree
+
+    engine, ledger = _our_log(folder, "ours.db")
+    tree = SqliteTree(str(folder / "pymerkle.db"))
+    per_round = appends // rounds
+    ours, theirs = 0.0, 0.0
+    for round_ in range(rounds):
+        start = round_ * per_round
+        ours += _append_ours(engine, ledger, start, per_round)
+        theirs += _append_pymerkle(tree, start, per_round)
+    done = per_round * rounds
+    print("A. durable append throughput (one commit per append)")
+    print(f"   ours      {done / ours:8.0f} appends/s   ({done} appends, {ours:.2f} s)")
+    print(f"   pymerkle  {done / theirs:8.0f} appends/s   ({done} appends, {theirs:.2f} s)")
+    print(f"   ratio     {theirs / ours:8.2f} ×")
+    with read_session(engine) as session:
+        assert merkle.root(done, LogRepository(session).node) == tree.get_root(), "the two logs disagree"
+    tree.close()
+
+
+def _bulk_load(engine: Engine, size: int) -> None:
+    """Fill the log to ``size`` leaves in one transaction (computing the same nodes appends would store)."""
+    nodes: dict[tuple[int, int], bytes] = {}
+    leaves = []
+    for i in range(size):
+        leaf = merkle.entry_leaf_hash(_checksum(i))
+        leaves.append((i, _checksum(i), leaf, datetime.now(UTC)))
+        for level, index, value in merkle.completed_nodes(i, leaf, lambda lv, ix: nodes[(lv, ix)]):
+            nodes[(level, index)] = value
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) VALUES (?, ?, ?, ?)', leaves
+        )
+        connection.exec_driver_sql(
+            'INSERT INTO log_node (level, "index", hash) VALUES (?, ?, ?)',
+            [(level, index, value) for (level, index), value in nodes.items()],
+        )
+
+
+def _time_each(function: Callable[[], object], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - began)
+    return samples
+
+
+def scaling(folder: Path, sizes: list[int], appends: int = 300) -> None:
+    print("B. one durable append at each log size (median of", appends, "appends)")
+    baseline = None
+    largest: tuple[Engine, Ledger, int] | None = None
+    for size in sizes:
+        engine, ledger = _our_log(folder, f"size-{size}.db")
+        began = time.perf_counter()
+        _bulk_load(engine, size)
+        loaded = time.perf_counter() - began
+        position = iter(range(size, size + appends))
+
+        def append_one(engine: Engine = engine, ledger: Ledger = ledger, position: object = position) -> None:
+            with write_session(engine) as session:
+                ledger.append(LogRepository(session), _checksum(next(position)), datetime.now(UTC))  # type: ignore[call-overload]
+
+        median = statistics.median(_time_each(append_one, appends))
+        baseline = baseline or median
+        ratio = median / baseline
+        print(f"   {size:>9} leaves  {median * 1e6:8.0f} µs/append   ×{ratio:5.2f}   (bulk load {loaded:.0f} s)")
+        largest = (engine, ledger, size + appends)
+    assert largest is not None
+    engine, ledger, size = largest
+    print(f"C. inclusion proofs at {size} leaves (median of 500)")
+    indices = [random.randrange(size) for _ in range(500)]
+    with read_session(engine) as session:
+        log = LogRepository(session)
+        root = ledger.root(log, size)
+        proofs = {}
+
+        def prove(indices: list[int] = indices) -> None:
+            index = indices[len(proofs) % len(indices)]
+            proofs[index] = ledger.inclusion_proof(log, index, size)
+
+        build = statistics.median(_time_each(prove, 500))
+    checks = list(proofs.items())
+
+    def verify(checks: list[tuple[int, list[bytes]]] = checks) -> None:
+        index, proof = checks[random.randrange(len(checks))]
+        merkle.verify_inclusion(merkle.entry_leaf_hash(_checksum(index)), index, size, proof, root)
+
+    check = statistics.median(_time_each(verify, 500))
+    print(f"   build from the database  {build * 1e3:7.3f} ms")
+    print(f"   verify                   {check * 1e3:7.3f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--appends", type=int, default=2000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    parser.add_argument("--dir", type=Path, default=None, help="where the databases go (default: a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        print(f"python {os.sys.version.split()[0]}, {os.cpu_count()} cores, databases in {folder}")  # type: ignore[attr-defined]
+        throughput(Path(folder), args.appends)
+        scaling(Path(folder), args.sizes)
+
+
+if __name__ == "__main__":
+    main()
