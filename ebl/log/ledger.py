@@ -11,7 +11,7 @@ checkpoint: the node never signs two inconsistent checkpoints.
 
 from __future__ import annotations
 
-import base64
+from collections.abc import Callable
 from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -67,17 +67,17 @@ class Ledger:
 
     def inclusion_proof(self, log: LogRepository, index: int, size: int) -> list[bytes]:
         self._check_size(log, size)
-        return merkle.inclusion_proof(index, size, log.node)
+        return _with_prefetched_nodes(log, lambda get: merkle.inclusion_proof(index, size, get))
 
     def consistency_proof(self, log: LogRepository, first: int, second: int) -> list[bytes]:
         self._check_size(log, second)
-        return merkle.consistency_proof(first, second, log.node)
+        return _with_prefetched_nodes(log, lambda get: merkle.consistency_proof(first, second, get))
 
     def tlog_proof(self, log: LogRepository, entry_checksum: str, checkpoint: CheckpointRow) -> str:
         leaf = log.leaf_by_checksum(entry_checksum)
         if leaf is None or leaf.index >= checkpoint.size:
             raise merkle.ProofError("the entry is not in the checkpointed tree")
-        hashes = merkle.inclusion_proof(leaf.index, checkpoint.size, log.node)
+        hashes = _with_prefetched_nodes(log, lambda get: merkle.inclusion_proof(leaf.index, checkpoint.size, get))
         return TlogProof(index=leaf.index, hashes=hashes, checkpoint_note=checkpoint.note).to_text()
 
     @staticmethod
@@ -87,5 +87,24 @@ class Ledger:
             raise merkle.ProofError(f"the log has {current} entries, not {size}")
 
 
-def encode_hashes(hashes: list[bytes]) -> list[str]:
-    return [base64.b64encode(h).decode() for h in hashes]
+def _with_prefetched_nodes(log: LogRepository, build: Callable[[merkle.NodeGetter], list[bytes]]) -> list[bytes]:
+    """Run ``build`` twice: once to learn which subtree hashes it reads, then on those, fetched in one query.
+
+    Which hashes a proof reads depends only on the sizes and the index, never on the hash values.
+    """
+    wanted: list[tuple[int, int]] = []
+
+    def record(level: int, index: int) -> bytes:
+        wanted.append((level, index))
+        return bytes(merkle.HASH_SIZE)
+
+    build(record)
+    hashes = log.nodes(wanted)
+
+    def fetched(level: int, index: int) -> bytes:
+        try:
+            return hashes[(level, index)]
+        except KeyError:
+            raise LookupError(f"the log has no subtree ({level}, {index})") from None
+
+    return build(fetched)

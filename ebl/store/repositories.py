@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import func, insert
+from sqlalchemy import Result, func, text
 from sqlmodel import Session, col, select
 
 from ebl.store.tables import (
@@ -14,7 +15,6 @@ from ebl.store.tables import (
     IdempotencyRow,
     InvolvementRow,
     LogLeafRow,
-    LogNodeRow,
     PartyKeyRow,
     PartyRow,
 )
@@ -132,20 +132,27 @@ class IdempotencyRepository:
 class LogRepository:
     """The ledger's leaves, subtree hashes and checkpoints.
 
-    Appends and proofs run on the hot path of every action, so they use single-row Core statements on primary keys
-    rather than the ORM unit of work.
+    Appends and proofs run on the hot path of every action, so they send plain SQL on primary keys through the
+    session's connection: no ORM unit of work, no statement compilation.
     """
 
     def __init__(self, session: Session) -> None:
         self._session = session
 
+    def _sql(self, statement: str, parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Result[Any]:
+        return self._session.connection().execute(text(statement), parameters)
+
     def size(self) -> int:
         # MAX over the primary key is an index lookup; COUNT(*) would scan every leaf.
-        statement = select(func.coalesce(func.max(LogLeafRow.index) + 1, 0))
-        return int(self._session.execute(statement).scalar_one())
+        rows = self._sql('SELECT COALESCE(MAX("index") + 1, 0) FROM log_leaf', {})
+        return int(rows.scalar_one())
 
     def add_leaf(self, row: LogLeafRow) -> None:
-        self._session.execute(insert(LogLeafRow).values(**row.model_dump()))
+        self._sql(
+            'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) '
+            "VALUES (:index, :entry_checksum, :leaf_hash, :created_at)",
+            row.model_dump(),
+        )
 
     def leaf(self, index: int) -> LogLeafRow | None:
         return self._session.get(LogLeafRow, index)
@@ -154,16 +161,39 @@ class LogRepository:
         return self._session.exec(select(LogLeafRow).where(LogLeafRow.entry_checksum == entry_checksum)).first()
 
     def add_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        self._session.execute(
-            insert(LogNodeRow), [{"level": level, "index": index, "hash": value} for level, index, value in nodes]
+        self._sql(
+            'INSERT INTO log_node (level, "index", hash) VALUES (:level, :index, :hash)',
+            [{"level": level, "index": index, "hash": value} for level, index, value in nodes],
         )
 
     def node(self, level: int, index: int) -> bytes:
-        statement = select(LogNodeRow.hash).where(LogNodeRow.level == level, LogNodeRow.index == index)
-        value = self._session.execute(statement).scalar_one_or_none()
+        statement = 'SELECT hash FROM log_node WHERE level = :level AND "index" = :index'
+        value = self._sql(statement, {"level": level, "index": index}).scalar()
         if value is None:
             raise LookupError(f"the log has no subtree ({level}, {index})")
         return bytes(value)
+
+    def nodes(self, positions: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Several subtree hashes in one query."""
+        if not positions:
+            return {}
+        by_level: dict[int, set[int]] = {}
+        for level, index in positions:
+            by_level.setdefault(level, set()).add(index)
+        # One primary-key lookup per level, OR-ed: SQLite answers this from the index (a row-value IN it would scan),
+        # and plain DB-API SQL skips compiling a statement whose shape changes with every proof.
+        parameters: dict[str, int] = {}
+        clauses = []
+        for level, indexes in sorted(by_level.items()):
+            parameters[f"l{level}"] = level
+            names = []
+            for index in sorted(indexes):
+                parameters[f"i{level}_{index}"] = index
+                names.append(f":i{level}_{index}")
+            clauses.append(f'(level = :l{level} AND "index" IN ({", ".join(names)}))')
+        statement = f'SELECT level, "index", hash FROM log_node WHERE {" OR ".join(clauses)}'  # noqa: S608
+        rows: list[Any] = list(self._sql(statement, parameters))
+        return {(int(level), int(index)): bytes(value) for level, index, value in rows}
 
     def latest_checkpoint(self) -> CheckpointRow | None:
         return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc())).first()
