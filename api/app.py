@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import httpx
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -27,13 +28,20 @@ Authenticate with `Authorization: Bearer <api-key>` (sandbox keys: `GET /sandbox
 
 
 async def _checkpoint_every(node: Node, seconds: float) -> None:
-    """Sign a checkpoint every ``seconds`` when the log has grown (appends sign one every N entries as well)."""
+    """Every ``seconds``: sign a checkpoint if the log has grown, and ask the peer witnesses to cosign it."""
     while True:
         await asyncio.sleep(seconds)
         try:
             await run_in_threadpool(node.sign_checkpoint)
+            if node.settings.witnesses:
+                await run_in_threadpool(_push, node)
         except Exception:
-            logger.exception("signing the periodic checkpoint failed; trying again in %s s", seconds)
+            logger.exception("signing or witnessing the periodic checkpoint failed; trying again in %s s", seconds)
+
+
+def _push(node: Node) -> None:
+    with httpx.Client(timeout=10) as client:
+        node.push_checkpoint(client)
 
 
 def create_app(node: Node | None = None, settings: Settings | None = None) -> FastAPI:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from ebl import canonical
-from ebl.errors import PayloadTooLarge, Unauthenticated
+from ebl.errors import BadRequest, PayloadTooLarge, Unauthenticated
 from ebl.service import Caller, Node
 
 
@@ -32,8 +32,7 @@ def get_caller(request: Request, node: NodeDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-async def get_json_body(request: Request, node: NodeDep) -> Any:
-    """The body as I-JSON (duplicate keys, NaN, 2^53+ integers refused), within the size limit."""
+async def _read_body(request: Request, node: Node) -> bytes:
     limit = node.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -43,7 +42,21 @@ async def get_json_body(request: Request, node: NodeDep) -> Any:
         received += chunk
         if len(received) > limit:
             raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-    return canonical.loads(bytes(received))
+    return bytes(received)
+
+
+async def get_json_body(request: Request, node: NodeDep) -> Any:
+    """The body as I-JSON (duplicate keys, NaN, 2^53+ integers refused), within the size limit."""
+    return canonical.loads(await _read_body(request, node))
+
+
+async def get_text_body(request: Request, node: NodeDep) -> str:
+    """The body as UTF-8 text, within the size limit."""
+    try:
+        return (await _read_body(request, node)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
 
 
 JsonBody = Annotated[Any, Depends(get_json_body)]
+TextBody = Annotated[str, Depends(get_text_body)]

@@ -8,11 +8,11 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ebl.errors import EblError, ErrorDetail
+from ebl.errors import EblError, ErrorDetail, WitnessSizeMismatch
 
 logger = logging.getLogger("ebl.api")
 
@@ -69,6 +69,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(EblError)
     async def _ebl_error(request: Request, exc: EblError) -> JSONResponse:
         return ebl_error_response(request, exc)
+
+    @app.exception_handler(WitnessSizeMismatch)
+    async def _witness_size(_request: Request, exc: WitnessSizeMismatch) -> PlainTextResponse:
+        # C2SP tlog-witness fixes this answer: the witness's latest size, as text/x.tlog.size.
+        return PlainTextResponse(f"{exc.latest_size}\n", status_code=409, media_type="text/x.tlog.size")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -55,7 +55,7 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         trust = TrustStore.load(Path(args.trust))
         bundle = json.loads(Path(args.bundle).read_text(encoding="utf-8"))
-        report = verify_bundle(bundle, trust)
+        report = verify_bundle(bundle, trust, witnesses=args.witnesses)
     except (OSError, ValueError, EblError) as exc:
         print(f"ebl verify: unusable input: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -125,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="verify a bundle offline (exit 0 valid, 1 invalid, 2 unusable)")
     verify.add_argument("bundle")
     verify.add_argument("--trust", default="keys/trust.json", help="trust store (node keys per platform)")
+    verify.add_argument(
+        "--witnesses", type=int, default=0, help="cosignatures of other trusted nodes the log checkpoint must carry"
+    )
     verify.set_defaults(handler=_verify)
 
     audit = commands.add_parser(

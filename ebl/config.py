@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     log_origin: str | None = Field(None, description="the log's C2SP origin; default <platform>.ebl.example/log")
     checkpoint_every_entries: Annotated[int, Field(gt=0)] = 100
     checkpoint_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
+    witnesses: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes of peer witnesses (C2SP tlog-witness), e.g. http://127.0.0.1:8001/v1/log/witness",
+    )
 
     @model_validator(mode="after")
     def _default_sandbox(self) -> Settings:

@@ -17,8 +17,10 @@ one handler, so a new error needs no new HTTP code.
     │   ├── ActionRefused           409  <rule name>           (the eBL's current state forbids it)
     │   ├── DuplicateIssuance       409  DUPLICATE_ISSUANCE
     │   ├── LostRace                409  CONCURRENT_UPDATE
-    │   └── IdempotencyKeyReused    409  IDEMPOTENCY_KEY_REUSED
-    └── PayloadTooLarge             413  PAYLOAD_TOO_LARGE
+    │   ├── IdempotencyKeyReused    409  IDEMPOTENCY_KEY_REUSED
+    │   └── WitnessSizeMismatch     409  (C2SP tlog-witness: answered with the witness's size, not an ErrorResponse)
+    ├── PayloadTooLarge             413  PAYLOAD_TOO_LARGE
+    └── InvalidProof                422  INVALID_PROOF         (a consistency proof a witness cannot accept)
 
 A refusal by the state machine names the rule it broke in ``code`` (for example ``NOT_POSSESSOR``), so
 the client sees which rule of DESIGN §4 applies. :class:`RoleForbidden` is the 403 twin of
@@ -111,6 +113,21 @@ class LostRace(Conflict):
 
 class IdempotencyKeyReused(Conflict):
     default_code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class WitnessSizeMismatch(Conflict):
+    """The ``old`` size of an add-checkpoint request is not the size the witness last cosigned for that log."""
+
+    default_code = "WITNESS_SIZE_MISMATCH"
+
+    def __init__(self, latest_size: int) -> None:
+        super().__init__(f"this witness last saw size {latest_size} of that log")
+        self.latest_size = latest_size
+
+
+class InvalidProof(EblError):
+    status_code = 422
+    default_code = "INVALID_PROOF"
 
 
 class PayloadTooLarge(EblError):

@@ -10,6 +10,7 @@ folder, never in the database, so a database dump alone signs nothing.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -54,6 +55,13 @@ class PublicKey:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.jwk)
+
+    def ed25519(self) -> ed25519.Ed25519PublicKey | None:
+        """The raw Ed25519 key (for C2SP notes, which are not JOSE), or ``None`` for another key type."""
+        if self.jwk.get("kty") != "OKP" or self.jwk.get("crv") != "Ed25519":
+            return None
+        x = str(self.jwk["x"])
+        return ed25519.Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,6 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -42,15 +45,32 @@ from ebl.errors import (
     NotFound,
     Unauthenticated,
 )
+from ebl.log import note
 from ebl.log.ledger import Ledger, default_origin
 from ebl.log.merkle import ProofError
+from ebl.log.witness import AddCheckpoint, Witness, witness_name
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
 from ebl.store.db import create_schema, make_engine, read_session, write_session
-from ebl.store.repositories import EblRepository, IdempotencyRepository, LogRepository, PartyRepository
-from ebl.store.tables import ChainEntryRow, CheckpointRow, EblRow, IdempotencyRow, PartyKeyRow, PartyRow
+from ebl.store.repositories import (
+    EblRepository,
+    IdempotencyRepository,
+    LogRepository,
+    PartyRepository,
+    WitnessRepository,
+)
+from ebl.store.tables import (
+    ChainEntryRow,
+    CheckpointRow,
+    CosignatureRow,
+    EblRow,
+    IdempotencyRow,
+    PartyKeyRow,
+    PartyRow,
+)
 from ebl.verify import VerificationReport, verify_bundle
 
 MAX_PAGE_SIZE = 100
+logger = logging.getLogger("ebl.node")
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -239,9 +259,27 @@ class Node:
         self.trust = trust.with_node_key(self.platform, self.node_key.public)
         trust_path.write_text(json.dumps(self.trust.to_json(), indent=2) + "\n", encoding="utf-8")
         self.ledger = Ledger(settings.log_origin or default_origin(self.platform), self.node_key)
+        assert isinstance(self.node_key.private, Ed25519PrivateKey), "node keys are Ed25519"
+        peers = {p: self.trust.node_keys[p] for p in self.trust.node_keys if p != self.platform}
+        self.witness = Witness(
+            witness_name(self.platform),
+            self.node_key.private,
+            {
+                default_origin(p): [raw for key in keys_ if (raw := key.ed25519()) is not None]
+                for p, keys_ in peers.items()
+            },
+        )
         self._sandbox_seed = (
             keys.load_or_create_secret(keys_dir / f"sandbox-{self.platform}.bin") if settings.is_sandbox else None
         )
+
+    def _peer_node_keys(self) -> dict[str, list[Ed25519PublicKey]]:
+        """The Ed25519 node keys of the other platforms the trust store recognises: the logs this node witnesses."""
+        return {
+            platform: [raw for key in keys_ if (raw := key.ed25519()) is not None]
+            for platform, keys_ in self.trust.node_keys.items()
+            if platform != self.platform
+        }
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
@@ -672,7 +710,8 @@ class Node:
             creds = [k.credential for k in found if k is not None]
             log = LogRepository(session)
             checkpoint = self.ledger.sign_checkpoint(log, _now())
-            proofs = [self.ledger.tlog_proof(log, e.checksum, checkpoint) for e in entries]
+            cosigned = self._cosigned(session, checkpoint)
+            proofs = [self.ledger.tlog_proof(log, e.checksum, checkpoint, cosigned) for e in entries]
         head = sign_head(
             self.node_key,
             document_checksum=row.document_checksum,
@@ -687,7 +726,7 @@ class Node:
             entries=compacts,
             credentials=creds,
             head=head,
-            checkpoint=checkpoint.note,
+            checkpoint=cosigned,
             inclusion_proofs=proofs,
         )
 
@@ -721,8 +760,8 @@ class Node:
             chain_view["transportDocumentSubReference"] = row.transport_document_sub_reference
         return [chain_view]
 
-    def verify(self, bundle: Any) -> VerificationReport:
-        return verify_bundle(bundle, self.trust)
+    def verify(self, bundle: Any, *, witnesses: int = 0) -> VerificationReport:
+        return verify_bundle(bundle, self.trust, witnesses=witnesses)
 
     # -- the log --
 
@@ -732,10 +771,64 @@ class Node:
             return self.ledger.sign_checkpoint(LogRepository(session), _now())
 
     def checkpoint(self) -> str:
+        """The latest checkpoint with the cosignatures peer witnesses gave it."""
         with read_session(self.engine) as session:
             latest = LogRepository(session).latest_checkpoint()
-        assert latest is not None, "Node.open signs the first checkpoint"
-        return latest.note
+            assert latest is not None, "Node.open signs the first checkpoint"
+            return self._cosigned(session, latest)
+
+    @staticmethod
+    def _cosigned(session: Session, checkpoint: CheckpointRow) -> str:
+        lines = [row.line for row in WitnessRepository(session).cosignatures(checkpoint.size)]
+        return checkpoint.note + "".join(lines)
+
+    def add_checkpoint(self, body: str) -> str:
+        """As a witness (C2SP tlog-witness): check a peer's checkpoint and cosign it."""
+        with write_session(self.engine) as session:
+            return self.witness.add_checkpoint(WitnessRepository(session), body, _now())
+
+    def push_checkpoint(self, client: httpx.Client) -> None:
+        """Ask every configured peer witness to cosign the latest checkpoint; keep the cosignatures they give."""
+        peer_keys = [
+            raw
+            for p, keys_ in self.trust.node_keys.items()
+            if p != self.platform
+            for k in keys_
+            if (raw := k.ed25519())
+        ]
+        for url in self.settings.witnesses:
+            with read_session(self.engine) as session:
+                latest = LogRepository(session).latest_checkpoint()
+                old = WitnessRepository(session).last_cosigned_size(url)
+            assert latest is not None
+            if old == latest.size:
+                continue
+            response = client.post(f"{url}/add-checkpoint", content=self._add_checkpoint_body(old, latest))
+            if response.status_code == 409 and response.headers.get("content-type", "").startswith("text/x.tlog.size"):
+                # The witness has seen another size of our log than we recorded: prove from there.
+                response = client.post(
+                    f"{url}/add-checkpoint", content=self._add_checkpoint_body(int(response.text.strip()), latest)
+                )
+            if response.status_code != 200:
+                logger.warning("witness %s refused checkpoint %d: %s", url, latest.size, response.status_code)
+                continue
+            line = response.text
+            if not note.cosigners(latest.note + line, peer_keys):
+                logger.warning("witness %s answered a cosignature no trusted peer key made", url)
+                continue
+            with write_session(self.engine) as session:
+                WitnessRepository(session).add_cosignature(
+                    CosignatureRow(checkpoint_size=latest.size, witness_url=url, line=line, created_at=_now())
+                )
+
+    def _add_checkpoint_body(self, old: int, checkpoint: CheckpointRow) -> str:
+        with read_session(self.engine) as session:
+            proof = (
+                self.ledger.consistency_proof(LogRepository(session), old, checkpoint.size)
+                if 0 < old < checkpoint.size
+                else []
+            )
+        return AddCheckpoint(old, proof, checkpoint.note).to_text()
 
     def inclusion_proof(self, index: int, size: int) -> dict[str, Any]:
         with read_session(self.engine) as session:

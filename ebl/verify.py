@@ -35,7 +35,6 @@ not a bundle at all, and nothing else for any input.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -169,9 +168,10 @@ def _read_entry(index: int, compact: str) -> _Entry:
 class _Context:
     """The parsed bundle and the trust store, shared by the checks."""
 
-    def __init__(self, bundle: Bundle, trust: TrustStore) -> None:
+    def __init__(self, bundle: Bundle, trust: TrustStore, witnesses: int = 0) -> None:
         self.bundle = bundle
         self.trust = trust
+        self.witnesses = witnesses
         self.entries = tuple(_read_entry(i, compact) for i, compact in enumerate(bundle.entries))
 
     @property
@@ -615,11 +615,7 @@ def _check_ledger_inclusion(ctx: _Context) -> str:
     platform = platforms.pop()
     try:
         origin = ctx.bundle.checkpoint.split("\n", 1)[0]
-        verifiers = [
-            note.verifier(origin, Ed25519PublicKey.from_public_bytes(_b64url(key.jwk["x"])))
-            for key in ctx.trust.node_keys.get(platform, ())
-            if key.jwk.get("crv") == "Ed25519"
-        ]
+        verifiers = [note.verifier(origin, key) for key in _ed25519_node_keys(ctx.trust, [platform])]
         text, _ = note.open_note(ctx.bundle.checkpoint, verifiers)
         checkpoint = note.Checkpoint.parse(text)
     except (note.NoteError, ValueError) as exc:
@@ -634,16 +630,30 @@ def _check_ledger_inclusion(ctx: _Context) -> str:
             merkle.verify_inclusion(leaf, proof.index, checkpoint.size, proof.hashes, checkpoint.root)
         except (note.NoteError, merkle.ProofError) as exc:
             raise _CheckFailed(f"entry {sequence} is not proven in the log: {exc}", entry=sequence) from None
+    cosigned = _witnessed_by(ctx, platform)
     return (
         f"all {len(ctx.entries)} entries are leaves of log {checkpoint.origin} at size {checkpoint.size}, "
-        f"whose checkpoint a trusted {platform} node key signed"
+        f"whose checkpoint a trusted {platform} node key signed{cosigned}"
     )
 
 
-def _b64url(text: Any) -> bytes:
-    if not isinstance(text, str):
-        raise ValueError("a JWK member is a base64url string")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _witnessed_by(ctx: _Context, platform: str) -> str:
+    assert ctx.bundle.checkpoint is not None
+    others = [p for p in ctx.trust.node_keys if p != platform]
+    try:
+        names = sorted(set(note.cosigners(ctx.bundle.checkpoint, _ed25519_node_keys(ctx.trust, others))))
+    except note.NoteError as exc:
+        raise _CheckFailed(f"a witness cosignature on the checkpoint does not verify: {exc}") from None
+    if len(names) < ctx.witnesses:
+        raise _CheckFailed(
+            f"the policy asks for {ctx.witnesses} witness cosignature(s) from other trusted nodes; the checkpoint "
+            f"has {len(names)}"
+        )
+    return f", cosigned by {', '.join(names)}" if names else ""
+
+
+def _ed25519_node_keys(trust: TrustStore, platforms: Sequence[str]) -> list[Ed25519PublicKey]:
+    return [raw for p in platforms for key in trust.node_keys.get(p, ()) if (raw := key.ed25519()) is not None]
 
 
 _CHECKS: Sequence[tuple[CheckName, Callable[[_Context], str]]] = (
@@ -717,9 +727,13 @@ def _document(ctx: _Context) -> DocumentState:
     )
 
 
-def verify_bundle(bundle: object, trust: TrustStore) -> VerificationReport:
-    """Verify a bundle (parsed JSON) against ``trust``; raise :class:`UnusableBundle` only if it is not a bundle."""
-    ctx = _Context(_parse(bundle), trust)
+def verify_bundle(bundle: object, trust: TrustStore, *, witnesses: int = 0) -> VerificationReport:
+    """Verify a bundle (parsed JSON) against ``trust``; raise :class:`UnusableBundle` only if it is not a bundle.
+
+    ``witnesses`` is the policy for the log checkpoint: besides the log's own node key, how many other trusted
+    nodes must have cosigned it (C2SP tlog-cosignature).
+    """
+    ctx = _Context(_parse(bundle), trust, witnesses)
     checks = [_run(name, check, ctx) for name, check in _CHECKS]
     state_valid = next(c for c in checks if c.name == CheckName.STATE).status == "VALID"
     return VerificationReport(

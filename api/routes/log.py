@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
-from api.deps import NodeDep
+from api.deps import NodeDep, TextBody
 from api.openapi import ERRORS
 
 router = APIRouter(prefix="/v1/log", tags=["ledger"])
@@ -59,3 +59,18 @@ def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, Any]:
 )
 def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
     return node.log_entry(index)
+
+
+@router.post(
+    "/witness/add-checkpoint",
+    response_class=PlainTextResponse,
+    summary="C2SP tlog-witness: cosign a peer node's checkpoint",
+    description="Body: `old <size>`, the consistency proof (base64 lines), a blank line, the signed checkpoint. "
+    "Answers 200 with a cosignature line; 404 for a log this node does not witness; 403 when no trusted key signed "
+    "the checkpoint; 400 when old is larger than the checkpoint's size; 409 with this witness's latest size "
+    "(`text/x.tlog.size`) when old differs from it; 422 when the consistency proof fails.",
+    responses={k: ERRORS[k] for k in (400, 403, 404)},
+    openapi_extra={"requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def add_checkpoint(node: NodeDep, body: TextBody) -> str:
+    return node.add_checkpoint(body)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from api.deps import JsonBody, NodeDep
 from api.openapi import ERRORS
@@ -24,5 +26,11 @@ router = APIRouter(tags=["verification"])
         }
     },
 )
-def verify(node: NodeDep, body: JsonBody) -> VerificationReport:
-    return node.verify(body)
+def verify(
+    node: NodeDep,
+    body: JsonBody,
+    witnesses: Annotated[
+        int, Query(ge=0, le=16, description="cosignatures of other trusted nodes the checkpoint must carry")
+    ] = 0,
+) -> VerificationReport:
+    return node.verify(body, witnesses=witnesses)

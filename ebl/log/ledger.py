@@ -73,12 +73,13 @@ class Ledger:
         self._check_size(log, second)
         return _with_prefetched_nodes(log, lambda get: merkle.consistency_proof(first, second, get))
 
-    def tlog_proof(self, log: LogRepository, entry_checksum: str, checkpoint: CheckpointRow) -> str:
+    def tlog_proof(self, log: LogRepository, entry_checksum: str, checkpoint: CheckpointRow, cosigned_note: str) -> str:
+        """The entry's C2SP tlog-proof against ``checkpoint``, carrying the note with its witnesses' cosignatures."""
         leaf = log.leaf_by_checksum(entry_checksum)
         if leaf is None or leaf.index >= checkpoint.size:
             raise merkle.ProofError("the entry is not in the checkpointed tree")
         hashes = _with_prefetched_nodes(log, lambda get: merkle.inclusion_proof(leaf.index, checkpoint.size, get))
-        return TlogProof(index=leaf.index, hashes=hashes, checkpoint_note=checkpoint.note).to_text()
+        return TlogProof(index=leaf.index, hashes=hashes, checkpoint_note=cosigned_note).to_text()
 
     @staticmethod
     def _check_size(log: LogRepository, size: int) -> None:

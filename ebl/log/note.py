@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 _ED25519 = b"\x01"
+_COSIGNATURE_V1 = b"\x04"
 _DASH = "\u2014"
 _NAME = re.compile(r"^[^\s+]+$")
 _PROOF_HEADER = "c2sp.org/tlog-proof@v1"
@@ -147,6 +148,43 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> tuple[str, list[Verif
     if not verified:
         raise NoteError("no known key signed the note")
     return text, verified
+
+
+# -- tlog-cosignature (C2SP): a witness's timestamped Ed25519 signature over a checkpoint ----------------------------
+
+
+def _cosignature_key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(name.encode() + b"\n" + _COSIGNATURE_V1 + raw).digest()[:4]
+
+
+def _cosigned_message(checkpoint_text: str, timestamp: int) -> bytes:
+    return f"cosignature/v1\ntime {timestamp}\n{checkpoint_text}".encode()
+
+
+def cosign(checkpoint_text: str, name: str, key: Ed25519PrivateKey, timestamp: int) -> str:
+    """A cosignature line: ``— <name> base64(key ID ‖ 8-byte big-endian time ‖ Ed25519 signature)``."""
+    _check_text(checkpoint_text)
+    signature = key.sign(_cosigned_message(checkpoint_text, timestamp))
+    raw = _cosignature_key_id(name, key.public_key()) + timestamp.to_bytes(8, "big") + signature
+    return f"{_DASH} {name} {base64.b64encode(raw).decode()}\n"
+
+
+def cosigners(note: str, witnesses: Sequence[Ed25519PublicKey]) -> list[str]:
+    """The names under which one of ``witnesses`` validly cosigned the note's checkpoint (unknown lines ignored)."""
+    text, signatures = split_note(note)
+    names = []
+    for name, key_id, signature in signatures:
+        for key in witnesses:
+            if key_id != _cosignature_key_id(name, key) or len(signature) != 72:
+                continue
+            timestamp = int.from_bytes(signature[:8], "big")
+            try:
+                key.verify(signature[8:], _cosigned_message(text, timestamp))
+            except InvalidSignature:
+                raise NoteError(f"the cosignature of {name} does not verify") from None
+            names.append(name)
+    return names
 
 
 @dataclass(frozen=True)

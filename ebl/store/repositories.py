@@ -11,12 +11,14 @@ from sqlmodel import Session, col, select
 from ebl.store.tables import (
     ChainEntryRow,
     CheckpointRow,
+    CosignatureRow,
     EblRow,
     IdempotencyRow,
     InvolvementRow,
     LogLeafRow,
     PartyKeyRow,
     PartyRow,
+    WitnessedLogRow,
 )
 
 
@@ -204,3 +206,27 @@ class LogRepository:
     def add_checkpoint(self, row: CheckpointRow) -> None:
         self._session.add(row)
         self._session.flush()
+
+
+class WitnessRepository:
+    """Cosignatures peers gave this node, and the peer logs this node witnesses."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def cosignatures(self, checkpoint_size: int) -> Sequence[CosignatureRow]:
+        statement = select(CosignatureRow).where(CosignatureRow.checkpoint_size == checkpoint_size)
+        return self._session.exec(statement.order_by(col(CosignatureRow.id))).all()
+
+    def last_cosigned_size(self, witness_url: str) -> int:
+        statement = select(func.max(CosignatureRow.checkpoint_size)).where(CosignatureRow.witness_url == witness_url)
+        return int(self._session.exec(statement).one() or 0)
+
+    def add_cosignature(self, row: CosignatureRow) -> None:
+        self._session.add(row)
+
+    def witnessed(self, origin: str) -> WitnessedLogRow | None:
+        return self._session.get(WitnessedLogRow, origin)
+
+    def save_witnessed(self, row: WitnessedLogRow) -> None:
+        self._session.add(row)

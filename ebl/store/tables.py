@@ -118,5 +118,30 @@ class CheckpointRow(SQLModel, table=True):
     created_at: datetime
 
 
-APPEND_ONLY_TABLES = ("chain_entry", "log_leaf", "log_node", "checkpoint")
+class CosignatureRow(SQLModel, table=True):
+    """A peer witness's cosignature line on one of this node's checkpoints."""
+
+    __tablename__ = "cosignature"
+    __table_args__ = (UniqueConstraint("checkpoint_size", "witness_url"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    checkpoint_size: int = Field(index=True)
+    witness_url: str = Field(max_length=500)
+    line: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+class WitnessedLogRow(SQLModel, table=True):
+    """As a witness: the latest checkpoint this node cosigned for a peer's log (C2SP keeps only the latest)."""
+
+    __tablename__ = "witnessed_log"
+
+    origin: str = Field(primary_key=True, max_length=200)
+    size: int
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime
+
+
+APPEND_ONLY_TABLES = ("chain_entry", "log_leaf", "log_node", "checkpoint", "cosignature")
 """Tables whose rows are never updated or deleted: the database refuses it (see ``ebl.store.db``)."""

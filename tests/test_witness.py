@@ -1,0 +1,111 @@
+"""C2SP tlog-witness between two nodes that trust each other: cosigning, every answer code, and the policy."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from ebl.keys import TrustStore
+from ebl.log import note
+from ebl.log.witness import AddCheckpoint
+from ebl.service import Node
+from tests.conftest import SG_CUSTOMS, Api, node_settings
+from tests.test_api import REF, play_story
+
+WITNESS_URL = "http://sgsb.test/v1/log/witness"
+
+
+@dataclass
+class Corridor:
+    cq: Node
+    sg: Node
+    cq_api: Api
+    sg_client: TestClient
+
+
+@pytest.fixture
+def corridor(tmp_path: Path) -> Iterator[Corridor]:
+    cq_settings = node_settings(tmp_path / "cq", witnesses=[WITNESS_URL])
+    sg_settings = node_settings(tmp_path / "sg", platform="SGSB")
+    cq, sg = Node.open(cq_settings), Node.open(sg_settings)
+    # Mutual recognition: each trust store holds the other node's key; the nodes read it when they open.
+    trust = TrustStore({"CQSB": (cq.node_key.public,), "SGSB": (sg.node_key.public,)})
+    for settings in (cq_settings, sg_settings):
+        (settings.keys_dir / "trust.json").write_text(json.dumps(trust.to_json()), encoding="utf-8")
+    cq, sg = Node.open(cq_settings), Node.open(sg_settings)
+    with TestClient(create_app(cq)) as cq_client, TestClient(create_app(sg)) as sg_client:
+        yield Corridor(cq, sg, Api(cq_client), sg_client)
+
+
+def test_a_peer_cosigns_and_the_policy_counts_it(corridor: Corridor, sample: dict[str, Any]) -> None:
+    play_story(corridor.cq_api, sample)
+    corridor.cq.sign_checkpoint()
+    corridor.cq.push_checkpoint(corridor.sg_client)
+    served = corridor.cq_api.client.get("/v1/log/checkpoint").text
+    assert "— sgsb.ebl.example/witness " in served
+    bundle = corridor.cq_api.get(SG_CUSTOMS, f"/v1/ebls/{REF}/bundle").json()
+    for witnesses, verdict in ((1, "VALID"), (2, "INVALID")):
+        report = corridor.cq_api.client.post(f"/v1/verify?witnesses={witnesses}", json=bundle).json()
+        assert report["verdict"] == verdict, report
+    ledger = next(c for c in report["checks"] if c["name"] == "LEDGER_INCLUSION")
+    assert "policy asks for 2" in ledger["detail"]
+
+    # The log grows: the next push proves consistency from the size the witness last cosigned.
+    corridor.cq_api.issue({**sample, "transportDocumentReference": "YXRS2611SECOND"})
+    corridor.cq.sign_checkpoint()
+    corridor.cq.push_checkpoint(corridor.sg_client)
+    text, _ = note.split_note(corridor.cq_api.client.get("/v1/log/checkpoint").text)
+    assert note.Checkpoint.parse(text).size == 9
+    assert "— sgsb.ebl.example/witness " in corridor.cq_api.client.get("/v1/log/checkpoint").text
+
+
+def test_an_uncosigned_checkpoint_fails_a_witness_policy(corridor: Corridor, sample: dict[str, Any]) -> None:
+    play_story(corridor.cq_api, sample)
+    bundle = corridor.cq_api.get(SG_CUSTOMS, f"/v1/ebls/{REF}/bundle").json()
+    assert corridor.cq_api.client.post("/v1/verify", json=bundle).json()["verdict"] == "VALID"
+    assert corridor.cq_api.client.post("/v1/verify?witnesses=1", json=bundle).json()["verdict"] == "INVALID"
+
+
+def _add(corridor: Corridor, request: AddCheckpoint) -> Any:
+    return corridor.sg_client.post("/v1/log/witness/add-checkpoint", content=request.to_text())
+
+
+def test_every_witness_answer(corridor: Corridor, sample: dict[str, Any]) -> None:
+    corridor.cq_api.issue(sample)
+    signed = corridor.cq.sign_checkpoint()
+    good = AddCheckpoint(0, [], signed.note)
+    stranger = note.Signer("cqsb.ebl.example/log", Ed25519PrivateKey.generate())
+    text, _ = note.split_note(signed.note)
+
+    unknown = note.sign_note("zzzz.ebl.example/log\n1\n" + text.split("\n")[2] + "\n", [stranger])
+    assert _add(corridor, AddCheckpoint(0, [], unknown)).status_code == 404
+    assert _add(corridor, AddCheckpoint(0, [], note.sign_note(text, [stranger]))).status_code == 403
+    assert _add(corridor, AddCheckpoint(5, [], signed.note)).status_code == 400
+    assert _add(corridor, AddCheckpoint(0, [bytes(32)], signed.note)).status_code == 422
+    assert corridor.sg_client.post("/v1/log/witness/add-checkpoint", content="garbage").status_code == 400
+
+    accepted = _add(corridor, good)
+    assert accepted.status_code == 200
+    sg_key = corridor.sg.node_key.public.ed25519()
+    assert sg_key is not None
+    assert note.cosigners(signed.note + accepted.text, [sg_key]) == ["sgsb.ebl.example/witness"]
+    stale = _add(corridor, good)
+    assert stale.status_code == 409
+    assert stale.headers["content-type"].startswith("text/x.tlog.size")
+    assert stale.text == "1\n"
+
+    corridor.cq_api.issue({**sample, "transportDocumentReference": "YXRS2611SECOND"})
+    grown = corridor.cq.sign_checkpoint()
+    assert _add(corridor, AddCheckpoint(1, [bytes(32)], grown.note)).status_code == 422
+    proof = corridor.cq.consistency_proof(1, 2)["proof"]
+    honest = AddCheckpoint(1, [base64.b64decode(h) for h in proof], grown.note)
+    assert _add(corridor, honest).status_code == 200
