@@ -88,3 +88,16 @@ def test_tlog_proof_roundtrip_and_malformed() -> None:
     ]:
         with pytest.raises(NoteError):
             TlogProof.parse(bad)
+
+
+def test_cosignatures_verify_and_tampering_fails() -> None:
+    log = Signer("cqsb.ebl.example/log", Ed25519PrivateKey.generate())
+    witness = Ed25519PrivateKey.generate()
+    signed = note.sign_note(Checkpoint("cqsb.ebl.example/log", 3, bytes(32)).to_text(), [log])
+    text, _ = note.split_note(signed)
+    line = note.cosign(text, "sgsb.ebl.example/witness", witness, 1_795_000_000)
+    assert note.cosigners(signed + line, [witness.public_key()]) == ["sgsb.ebl.example/witness"]
+    assert note.cosigners(signed + line, [Ed25519PrivateKey.generate().public_key()]) == []
+    other = note.cosign(text.replace("\n3\n", "\n4\n"), "sgsb.ebl.example/witness", witness, 1_795_000_000)
+    with pytest.raises(NoteError, match="does not verify"):
+        note.cosigners(signed + other, [witness.public_key()])
