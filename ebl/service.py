@@ -138,22 +138,30 @@ class EblPage(BaseModel):
     nextCursor: str | None
 
 
-class PartyInfo(BaseModel):
+class _PartyBase(BaseModel):
     id: str
     partyName: str
     eblPlatform: str
     roles: list[str]
     identifyingCodes: list[dict[str, Any]]
+
+
+class PartyInfo(_PartyBase):
     publicKeys: list[dict[str, Any]]
 
 
-class SandboxParty(BaseModel):
-    id: str
-    partyName: str
-    eblPlatform: str
-    roles: list[str]
-    identifyingCodes: list[dict[str, Any]]
+class SandboxParty(_PartyBase):
     apiKey: str
+
+
+def _party_fields(row: PartyRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "partyName": row.party_name,
+        "eblPlatform": row.ebl_platform,
+        "roles": row.roles,
+        "identifyingCodes": row.identifying_codes,
+    }
 
 
 @dataclass(frozen=True)
@@ -387,30 +395,13 @@ class Node:
             raise NotFound("the sandbox is off on this node")
         with read_session(self.engine) as session:
             rows = PartyRepository(session).on_platform(self.platform)
-        return [
-            SandboxParty(
-                id=row.id,
-                partyName=row.party_name,
-                eblPlatform=row.ebl_platform,
-                roles=row.roles,
-                identifyingCodes=row.identifying_codes,
-                apiKey=self._sandbox_api_key(row.id),
-            )
-            for row in rows
-        ]
+        return [SandboxParty(**_party_fields(row), apiKey=self._sandbox_api_key(row.id)) for row in rows]
 
     def directory(self) -> list[PartyInfo]:
         with read_session(self.engine) as session:
             parties = PartyRepository(session)
             return [
-                PartyInfo(
-                    id=row.id,
-                    partyName=row.party_name,
-                    eblPlatform=row.ebl_platform,
-                    roles=row.roles,
-                    identifyingCodes=row.identifying_codes,
-                    publicKeys=[k.public_jwk for k in parties.keys_of(row.id)],
-                )
+                PartyInfo(**_party_fields(row), publicKeys=[k.public_jwk for k in parties.keys_of(row.id)])
                 for row in parties.all()
             ]
 
