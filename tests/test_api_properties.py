@@ -61,3 +61,17 @@ def test_mutated_actions_are_never_a_500(api: Api, data: st.DataObject, replacem
     mutated = mutate(body, path, replacement, delete)
     actor = data.draw(st.sampled_from(sorted(api.parties)))
     _check(api.client.post(f"/v1/ebls/{REF}/transactions", json=mutated, headers=api.headers(actor)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.text(max_size=300) | st.sampled_from(["old 0\n\n", "old 1\nAAAA\n\nx\n\n— x AAAAAAAA\n"]))
+def test_arbitrary_witness_requests_are_never_a_500(api: Api, body: str) -> None:
+    _check(api.client.post("/v1/log/witness/add-checkpoint", content=body.encode("utf-8", "surrogatepass")))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.integers(-5, 2**70), second=st.integers(-5, 2**70))
+def test_arbitrary_proof_requests_are_never_a_500(api: Api, first: int, second: int) -> None:
+    _check(api.client.get(f"/v1/log/proofs/consistency?first={first}&second={second}"))
+    _check(api.client.get(f"/v1/log/proofs/inclusion?index={first}&treeSize={second}"))
+    _check(api.client.get(f"/v1/log/entries/{first}"))
