@@ -53,12 +53,6 @@ def _spec() -> dict[str, Any]:
     return spec
 
 
-def dcsa_schema(name: str) -> dict[str, Any]:
-    """An OpenAPI component schema of DCSA eBL 3.0.3, e.g. ``"TransportDocument"`` (refs left as they are)."""
-    schema: dict[str, Any] = _spec()["components"]["schemas"][name]
-    return schema
-
-
 def _anchor_patterns(value: Any) -> Any:
     """ECMA-262 ``$`` (what the spec means) matches only at the end; Python's also before a final newline."""
     if isinstance(value, dict):

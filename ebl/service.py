@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -370,15 +369,6 @@ class Node:
             credential=credential,
             created_at=now,
         )
-
-    def create_party(self, *, name: str, roles: list[str], codes: list[dict[str, Any]]) -> tuple[str, str]:
-        """Register a party on this node; returns its id and its API key, which is shown only this once."""
-        api_key = "ebl_" + secrets.token_urlsafe(32)
-        with write_session(self.engine) as session:
-            row = self._add_party(
-                session, party_id=uuid.uuid4().hex, name=name, roles=roles, codes=codes, api_key=api_key
-            )
-        return row.id, api_key
 
     def authenticate(self, api_key: str | None) -> Caller:
         if not api_key:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ebl.document import dcsa_schema, iso6346_check_digit, validate_transport_document
+from ebl.document import iso6346_check_digit, validate_transport_document
 from ebl.errors import InvalidDocument
 from tests.conftest import load_sample
 from tests.jsonvalues import json_values, mutate, paths
@@ -201,11 +201,6 @@ def test_iso6346_known_numbers(number: str) -> None:
 def test_iso6346_refuses_malformed_input() -> None:
     with pytest.raises(ValueError, match="ISO 6346"):
         iso6346_check_digit("msku123456")
-
-
-def test_the_published_schema_is_dcsas() -> None:
-    schema = dcsa_schema("TransportDocument")
-    assert "transportDocumentReference" in schema["required"]
 
 
 @settings(max_examples=200, deadline=None)

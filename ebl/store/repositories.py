@@ -68,13 +68,6 @@ class EblRepository:
         )
         return self._session.exec(statement).first()
 
-    def version(self, reference: str, sub_reference: str) -> EblRow | None:
-        statement = select(EblRow).where(
-            EblRow.transport_document_reference == reference,
-            EblRow.transport_document_sub_reference == sub_reference,
-        )
-        return self._session.exec(statement).first()
-
     def add(self, row: EblRow) -> EblRow:
         self._session.add(row)
         self._session.flush()
@@ -111,9 +104,6 @@ class EblRepository:
             involved = select(InvolvementRow.ebl_id).where(InvolvementRow.party_id == party_id)
             statement = statement.where(col(EblRow.id).in_(involved))
         return self._session.exec(statement).all()
-
-    def count(self) -> int:
-        return int(self._session.exec(select(func.count()).select_from(EblRow)).one())
 
 
 class IdempotencyRepository:
@@ -199,9 +189,6 @@ class LogRepository:
 
     def latest_checkpoint(self) -> CheckpointRow | None:
         return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc())).first()
-
-    def checkpoints(self) -> Sequence[CheckpointRow]:
-        return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size))).all()
 
     def add_checkpoint(self, row: CheckpointRow) -> None:
         self._session.add(row)
