@@ -47,7 +47,10 @@ def test_an_untouched_database_passes(audited: Callable[[], int], capsys: pytest
     [
         # A changed byte in a stored entry.
         (
-            ["UPDATE chain_entry SET jws = substr(jws, 1, 60) || 'A' || substr(jws, 62) WHERE sequence = 3"],
+            [
+                "UPDATE chain_entry SET jws = substr(jws, 1, 60) "
+                "|| CASE substr(jws, 61, 1) WHEN 'A' THEN 'B' ELSE 'A' END || substr(jws, 62) WHERE sequence = 3"
+            ],
             "chain_entry id=4",
         ),
         # The last entry deleted with its leaf: the chain still links, but the tree remembers it.
@@ -86,7 +89,8 @@ def test_an_untouched_database_passes(audited: Callable[[], int], capsys: pytest
         (
             [
                 "INSERT INTO chain_entry (ebl_id, sequence, jws, checksum, action_code, created_at) "
-                "SELECT ebl_id, 8, jws, 'f' || substr(checksum, 2), action_code, created_at "
+                # A fixed checksum: deriving it from the original could collide with it and trip the unique index.
+                f"SELECT ebl_id, 8, jws, '{'ab' * 32}', action_code, created_at "
                 "FROM chain_entry WHERE sequence = 7"
             ],
             "chain_entry id=9",
