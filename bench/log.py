@@ -7,7 +7,8 @@ Measures, on this machine, side by side in one run:
 A. durable append throughput (one commit per append) of our log against pymerkle's ``SqliteTree``, in alternating
    rounds so that both see the same machine noise;
 B. the cost of one durable append at several log sizes (the log is bulk-loaded to each size first);
-C. the time to build an inclusion proof from the database at the largest size, and to verify one.
+C. the time to build an inclusion proof from the database at the largest size, and to verify one;
+D. where an append's time goes: one durable insert through an ORM ``Session`` against a Core connection.
 """
 
 from __future__ import annotations
@@ -151,6 +152,28 @@ def scaling(folder: Path, sizes: list[int], appends: int = 300) -> None:
     print(f"   verify                   {check * 1e3:7.3f} ms")
 
 
+def transaction_overhead(folder: Path, count: int = 1000) -> None:
+    engine, _ = _our_log(folder, "overhead.db")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE probe (i INTEGER PRIMARY KEY, h BLOB)")
+    counter = iter(range(2 * count))
+
+    def through_session() -> None:
+        with write_session(engine) as session:
+            session.connection().exec_driver_sql("INSERT INTO probe VALUES (?, ?)", (next(counter), bytes(32)))
+
+    def through_connection() -> None:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("INSERT INTO probe VALUES (?, ?)", (next(counter), bytes(32)))
+            connection.commit()
+
+    session = statistics.median(_time_each(through_session, count))
+    core = statistics.median(_time_each(through_connection, count))
+    print(f"D. one durable insert (median of {count})")
+    print(f"   through a Session (write_session)   {session * 1e6:6.0f} µs")
+    print(f"   through a Core connection           {core * 1e6:6.0f} µs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--appends", type=int, default=2000)
@@ -161,6 +184,7 @@ def main() -> None:
         print(f"python {os.sys.version.split()[0]}, {os.cpu_count()} cores, databases in {folder}")  # type: ignore[attr-defined]
         throughput(Path(folder), args.appends)
         scaling(Path(folder), args.sizes)
+        transaction_overhead(Path(folder))
 
 
 if __name__ == "__main__":
