@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from ebl.keys import SigningKey
 from ebl.log import merkle
 from ebl.log.ledger import Ledger
-from ebl.store.db import create_schema, make_engine, read_session, write_session
+from ebl.store.db import make_engine, migrate, read_session, write_session
 from ebl.store.repositories import LogRepository
 
 
@@ -39,7 +39,7 @@ def _checksum(i: int) -> str:
 
 def _our_log(folder: Path, name: str) -> tuple[Engine, Ledger]:
     engine = make_engine(f"sqlite:///{folder / name}")
-    create_schema(engine)
+    migrate(engine)
     return engine, Ledger("bench.ebl.example/log", SigningKey(Ed25519PrivateKey.generate()))
 
 

@@ -1,4 +1,4 @@
-"""The ``ebl`` command: serve a node, play the demo, verify a bundle offline, write schemas."""
+"""The ``ebl`` command: serve a node, play the demo, verify a bundle offline, audit and migrate the database."""
 
 from __future__ import annotations
 
@@ -91,6 +91,22 @@ def _audit(_args: argparse.Namespace) -> int:
     return EXIT_VALID if summary.ok else EXIT_INVALID
 
 
+def _db(args: argparse.Namespace) -> int:
+    from ebl.config import Settings
+    from ebl.store.db import DatabaseSetupError, make_engine, migrate, schema_revision
+
+    try:
+        engine = make_engine(Settings().database_url)
+        if args.action == "upgrade":
+            migrate(engine)
+        current, head = schema_revision(engine)
+    except DatabaseSetupError as exc:
+        print(f"ebl db: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    print(f"schema revision {current or 'none'} (latest {head})")
+    return 0 if current == head else EXIT_INVALID
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from ebl import schemas
 
@@ -134,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "audit", help="recompute every checksum, link, signature and the log (exit 1 on a mismatch)"
     )
     audit.set_defaults(handler=_audit)
+
+    database = commands.add_parser("db", help="the database schema (EBL_DATABASE_URL): Alembic migrations")
+    database.add_argument(
+        "action", choices=["upgrade", "current"], help="upgrade: apply every migration; current: show the revision"
+    )
+    database.set_defaults(handler=_db)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schemas into schemas/")
     schemas.add_argument("--out", default="schemas")

@@ -49,7 +49,7 @@ from ebl.log.ledger import Ledger, default_origin
 from ebl.log.merkle import ProofError
 from ebl.log.witness import AddCheckpoint, Witness, witness_name
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
-from ebl.store.db import create_schema, make_engine, read_session, write_session
+from ebl.store.db import make_engine, migrate, read_session, write_session
 from ebl.store.repositories import (
     EblRepository,
     IdempotencyRepository,
@@ -291,7 +291,7 @@ class Node:
     @classmethod
     def open(cls, settings: Settings) -> Node:
         engine = make_engine(settings.database_url)
-        create_schema(engine)
+        migrate(engine)
         node = cls(settings, engine)
         if settings.is_sandbox:
             node.seed_corridor_parties(side=None)
@@ -523,7 +523,7 @@ class Node:
     def _check_not_issued(
         self, ebls: EblRepository, reference: str, document: Mapping[str, Any], document_checksum: str
     ) -> None:
-        latest = ebls.latest(reference)
+        latest = ebls.latest(reference, for_update=True)
         if latest is None:
             return
         if latest.document_checksum == document_checksum:
@@ -575,7 +575,7 @@ class Node:
             raise Forbidden("verifiers read eBLs; they do not act on them", code="VERIFIER_READ_ONLY")
         with write_session(self.engine) as session:
             ebls, parties = EblRepository(session), PartyRepository(session)
-            row = self._visible(ebls, caller, reference)
+            row = self._visible(ebls, caller, reference, for_update=True)
             assert row.id is not None
             if row.superseded:
                 raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
@@ -622,8 +622,8 @@ class Node:
 
     # -- reading --
 
-    def _visible(self, ebls: EblRepository, caller: Caller, reference: str) -> EblRow:
-        row = ebls.latest(reference)
+    def _visible(self, ebls: EblRepository, caller: Caller, reference: str, *, for_update: bool = False) -> EblRow:
+        row = ebls.latest(reference, for_update=for_update)
         # 404 whether it does not exist or the caller may not see it: existence is not revealed.
         if row is None or row.id is None or not (caller.is_verifier or ebls.is_involved(row.id, caller.id)):
             raise NotFound(f"no eBL {reference} that you may see")
@@ -765,8 +765,11 @@ class Node:
 
     def add_checkpoint(self, body: str) -> str:
         """As a witness (C2SP tlog-witness): check a peer's checkpoint and cosign it."""
-        with write_session(self.engine) as session:
-            return self.witness.add_checkpoint(WitnessRepository(session), body, _now())
+        try:
+            with write_session(self.engine) as session:
+                return self.witness.add_checkpoint(WitnessRepository(session), body, _now())
+        except IntegrityError:
+            raise LostRace("another checkpoint of this log was being cosigned at the same time") from None
 
     def push_checkpoint(self, client: httpx.Client) -> None:
         """Ask every configured peer witness to cosign the latest checkpoint; keep the cosignatures they give."""

@@ -39,7 +39,8 @@ class Ledger:
         return self._signer.verifier.vkey()
 
     def append(self, log: LogRepository, entry_checksum: str, now: datetime) -> int:
-        """Add the leaf of a chain entry; returns its index."""
+        """Add the leaf of a chain entry; returns its index. The caller's transaction holds the append turn after."""
+        log.lock_for_append()
         index = log.size()
         leaf = merkle.entry_leaf_hash(entry_checksum)
         log.add_leaf(LogLeafRow(index=index, entry_checksum=entry_checksum, leaf_hash=leaf, created_at=now))
@@ -51,6 +52,7 @@ class Ledger:
 
     def sign_checkpoint(self, log: LogRepository, now: datetime) -> CheckpointRow:
         """A checkpoint of the current tree, or the latest one if the tree has not grown since."""
+        log.lock_for_append()
         size = log.size()
         latest = log.latest_checkpoint()
         if latest is not None and latest.size == size:

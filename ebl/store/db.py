@@ -1,4 +1,9 @@
-"""Engine and sessions. SQLite runs in WAL mode with ``synchronous=FULL``: a committed write survives a crash."""
+"""Engines, migrations and sessions, on SQLite (the embedded default) or PostgreSQL (psycopg 3).
+
+SQLite runs in WAL mode with ``synchronous=FULL``, so a committed write survives a crash, and every writer takes the
+database's write lock when its transaction begins. On PostgreSQL writers run concurrently under READ COMMITTED; the
+repositories take the row locks that keep one possessor per eBL and one writer at a time at the end of the log.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,39 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine
-
-from ebl.store.tables import APPEND_ONLY_TABLES  # importing the tables registers them on SQLModel.metadata
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlmodel import Session, create_engine
 
 _WRITE = "ebl_write"
 
 
-def make_engine(url: str) -> Engine:
+class DatabaseSetupError(RuntimeError):
+    """The database cannot be used as configured: an unsupported URL, or a schema migrations cannot bring up."""
+
+
+SUPPORTED_BACKENDS = {"sqlite": "sqlite:///path/to/ebl.db", "postgresql": "postgresql+psycopg://user@host/database"}
+# Any fixed number will do: it names the lock that lets one process at a time migrate a PostgreSQL database.
+_MIGRATION_LOCK = 0x6562_6C00
+
+
+def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise DatabaseSetupError(
+                f"PostgreSQL is reached through psycopg 3: write the URL as {SUPPORTED_BACKENDS[backend]}"
+            )
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    if backend != "sqlite":
+        raise DatabaseSetupError(
+            f"unsupported database {backend!r}; use one of {', '.join(SUPPORTED_BACKENDS.values())}"
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -44,23 +69,34 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
-    with engine.begin() as connection:
-        for statement in _append_only_triggers(engine.dialect.name):
-            connection.exec_driver_sql(statement)
+def _alembic(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "ebl.store:migrations")
+    config.attributes["connection"] = connection
+    return config
 
 
-def _append_only_triggers(dialect: str) -> list[str]:
-    """Triggers that make the ledger tables refuse UPDATE and DELETE, whoever connects to the database."""
-    if dialect != "sqlite":
-        raise NotImplementedError(f"append-only triggers for {dialect} come with the production-storage work")
-    return [
-        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: rows are never updated or deleted'); END"
-        for table in APPEND_ONLY_TABLES
-        for verb in ("UPDATE", "DELETE")
-    ]
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest migration (Alembic), one process at a time."""
+    with engine.connect().execution_options(**{_WRITE: True}) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        tables = set(inspect(connection).get_table_names())
+        if "chain_entry" in tables and "alembic_version" not in tables:
+            raise DatabaseSetupError(
+                "this database was created before the schema had migrations; it holds sandbox data only: "
+                "move it away and start again"
+            )
+        command.upgrade(_alembic(connection), "head")
+
+
+def schema_revision(engine: Engine) -> tuple[str | None, str]:
+    """The database's migration revision and the latest one this code knows."""
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        head = ScriptDirectory.from_config(_alembic(connection)).get_current_head()
+    assert head is not None
+    return current, head
 
 
 @contextmanager

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC
 from typing import Any
 
-from sqlalchemy import Result, func, text
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from ebl.store.tables import (
@@ -62,10 +63,16 @@ class EblRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def latest(self, reference: str) -> EblRow | None:
+    def latest(self, reference: str, *, for_update: bool = False) -> EblRow | None:
+        """The current eBL of ``reference``; ``for_update`` locks its row until the transaction ends.
+
+        The lock makes conflicting actions on one eBL queue up, so each reads the chain its predecessor wrote.
+        """
         statement = (
             select(EblRow).where(EblRow.transport_document_reference == reference).order_by(col(EblRow.id).desc())
         )
+        if for_update:
+            statement = statement.with_for_update()
         return self._session.exec(statement).first()
 
     def add(self, row: EblRow) -> EblRow:
@@ -124,26 +131,49 @@ class IdempotencyRepository:
 class LogRepository:
     """The ledger's leaves, subtree hashes and checkpoints.
 
-    Appends and proofs run on the hot path of every action, so they send plain SQL on primary keys through the
-    session's connection: no ORM unit of work, no statement compilation.
+    Appends and proofs run on the hot path of every action, so they send SQL on primary keys straight to the
+    database driver, on the connection of the session's transaction: no ORM unit of work, no statement compilation.
     """
+
+    # Any fixed number will do: it names the PostgreSQL lock that admits one appender at a time.
+    _APPEND_LOCK = 0x6562_6C01
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._postgresql = session.get_bind().dialect.name == "postgresql"
 
-    def _sql(self, statement: str, parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Result[Any]:
-        return self._session.connection().execute(text(statement), parameters)
+    def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
+        """Run ``statement`` (with ``?`` placeholders) on the driver; returns its cursor."""
+        cursor = self._session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if self._postgresql:
+            statement = statement.replace("?", "%s")
+        cursor.execute(statement, parameters)
+        return cursor
+
+    def lock_for_append(self) -> None:
+        """Wait until no other transaction is appending; hold the turn until this transaction ends.
+
+        Leaf indexes are dense, so two transactions must not both read the same size. SQLite already admits one
+        writer at a time (``BEGIN IMMEDIATE``); PostgreSQL needs a lock of its own.
+        """
+        if self._postgresql:
+            self._execute("SELECT pg_advisory_xact_lock(?)", (self._APPEND_LOCK,))
 
     def size(self) -> int:
         # MAX over the primary key is an index lookup; COUNT(*) would scan every leaf.
-        rows = self._sql('SELECT COALESCE(MAX("index") + 1, 0) FROM log_leaf', {})
-        return int(rows.scalar_one())
+        return int(self._execute('SELECT COALESCE(MAX("index") + 1, 0) FROM log_leaf').fetchone()[0])
 
     def add_leaf(self, row: LogLeafRow) -> None:
-        self._sql(
-            'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) '
-            "VALUES (:index, :entry_checksum, :leaf_hash, :created_at)",
-            row.model_dump(),
+        created_at = row.created_at.astimezone(UTC)
+        self._execute(
+            'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) VALUES (?, ?, ?, ?)',
+            (
+                row.index,
+                row.entry_checksum,
+                row.leaf_hash,
+                # SQLite has no timestamp type: store the text SQLAlchemy would have stored.
+                created_at if self._postgresql else created_at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            ),
         )
 
     def leaf(self, index: int) -> LogLeafRow | None:
@@ -153,17 +183,17 @@ class LogRepository:
         return self._session.exec(select(LogLeafRow).where(LogLeafRow.entry_checksum == entry_checksum)).first()
 
     def add_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        self._sql(
-            'INSERT INTO log_node (level, "index", hash) VALUES (:level, :index, :hash)',
-            [{"level": level, "index": index, "hash": value} for level, index, value in nodes],
-        )
+        if nodes:
+            self._execute(
+                'INSERT INTO log_node (level, "index", hash) VALUES ' + ", ".join(["(?, ?, ?)"] * len(nodes)),  # noqa: S608
+                [value for node in nodes for value in node],
+            )
 
     def node(self, level: int, index: int) -> bytes:
-        statement = 'SELECT hash FROM log_node WHERE level = :level AND "index" = :index'
-        value = self._sql(statement, {"level": level, "index": index}).scalar()
-        if value is None:
+        row = self._execute('SELECT hash FROM log_node WHERE level = ? AND "index" = ?', (level, index)).fetchone()
+        if row is None:
             raise LookupError(f"the log has no subtree ({level}, {index})")
-        return bytes(value)
+        return bytes(row[0])
 
     def nodes(self, positions: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Several subtree hashes in one query."""
@@ -172,19 +202,14 @@ class LogRepository:
         by_level: dict[int, set[int]] = {}
         for level, index in positions:
             by_level.setdefault(level, set()).add(index)
-        # One primary-key lookup per level, OR-ed: SQLite answers this from the index (a row-value IN it would scan),
-        # and plain DB-API SQL skips compiling a statement whose shape changes with every proof.
-        parameters: dict[str, int] = {}
+        # One primary-key lookup per level, OR-ed: SQLite answers this from the index (a row-value IN it would scan).
+        parameters: list[int] = []
         clauses = []
         for level, indexes in sorted(by_level.items()):
-            parameters[f"l{level}"] = level
-            names = []
-            for index in sorted(indexes):
-                parameters[f"i{level}_{index}"] = index
-                names.append(f":i{level}_{index}")
-            clauses.append(f'(level = :l{level} AND "index" IN ({", ".join(names)}))')
+            parameters += [level, *sorted(indexes)]
+            clauses.append(f'(level = ? AND "index" IN ({", ".join("?" * len(indexes))}))')
         statement = f'SELECT level, "index", hash FROM log_node WHERE {" OR ".join(clauses)}'  # noqa: S608
-        rows: list[Any] = list(self._sql(statement, parameters))
+        rows = self._execute(statement, parameters).fetchall()
         return {(int(level), int(index)): bytes(value) for level, index, value in rows}
 
     def latest_checkpoint(self) -> CheckpointRow | None:
@@ -213,7 +238,8 @@ class WitnessRepository:
         self._session.add(row)
 
     def witnessed(self, origin: str) -> WitnessedLogRow | None:
-        return self._session.get(WitnessedLogRow, origin)
+        """The latest checkpoint cosigned for ``origin``, locked until the transaction ends (compare and swap)."""
+        return self._session.get(WitnessedLogRow, origin, with_for_update=True)
 
     def save_witnessed(self, row: WitnessedLogRow) -> None:
         self._session.add(row)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -90,7 +90,7 @@ class LogLeafRow(SQLModel, table=True):
 
     __tablename__ = "log_leaf"
 
-    index: int = Field(primary_key=True)
+    index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     entry_checksum: str = Field(max_length=64, unique=True)
     leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime
@@ -102,7 +102,7 @@ class LogNodeRow(SQLModel, table=True):
     __tablename__ = "log_node"
 
     level: int = Field(primary_key=True)
-    index: int = Field(primary_key=True)
+    index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
@@ -112,7 +112,7 @@ class CheckpointRow(SQLModel, table=True):
     __tablename__ = "checkpoint"
 
     id: int | None = Field(default=None, primary_key=True)
-    size: int = Field(unique=True)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
     root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     note: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime
@@ -125,7 +125,7 @@ class CosignatureRow(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("checkpoint_size", "witness_url"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    checkpoint_size: int = Field(index=True)
+    checkpoint_size: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     witness_url: str = Field(max_length=500)
     line: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime
@@ -137,7 +137,7 @@ class WitnessedLogRow(SQLModel, table=True):
     __tablename__ = "witnessed_log"
 
     origin: str = Field(primary_key=True, max_length=200)
-    size: int
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
     root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     note: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime
