@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ebl serve
 
+# On SQLite always; again on PostgreSQL when EBL_TEST_POSTGRES_URL names a database to test in (.ci/run sets it).
 test: $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/pytest --database=sqlite
+	@if [ -n "$$EBL_TEST_POSTGRES_URL" ]; then \
+		$(BIN)/pytest --database=postgresql; \
+	else \
+		echo "EBL_TEST_POSTGRES_URL is not set: the suite ran on SQLite only"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check ebl api tests bench

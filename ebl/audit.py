@@ -50,6 +50,9 @@ class AuditSummary:
 
 def audit(engine: Engine, node_key: Ed25519PublicKey, origin: str) -> AuditSummary:
     summary = AuditSummary()
+    if engine.dialect.name == "postgresql":
+        # One snapshot for the whole audit while the node goes on writing (SQLite's read transactions are snapshots).
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
     with Session(engine) as session:
         try:
             entry_checksums = _audit_chains(session, summary)

@@ -28,7 +28,9 @@ def _sandbox(_args: argparse.Namespace) -> int:
     from ebl.config import Settings
     from ebl.service import Node
 
-    parties = Node.open(Settings()).sandbox_parties()
+    node = Node.open(Settings())
+    parties = node.sandbox_parties()
+    node.close()
     rows = [("party", "platform", "roles", "identifying code", "API key")]
     for party in parties:
         code = party.identifyingCodes[0]
@@ -80,7 +82,11 @@ def _audit(_args: argparse.Namespace) -> int:
     node_key = keys.load_or_create_node_key(key_path).private
     assert isinstance(node_key, Ed25519PrivateKey), "load_or_create_node_key loads Ed25519 keys only"
     origin = settings.log_origin or default_origin(settings.platform)
-    summary = audit(make_engine(settings.database_url), node_key.public_key(), origin)
+    engine = make_engine(settings.database_url)
+    try:
+        summary = audit(engine, node_key.public_key(), origin)
+    finally:
+        engine.dispose()
     print(
         f"audited {summary.ebls} eBLs, {summary.entries} chain entries, {summary.leaves} log leaves, "
         f"{summary.nodes} tree nodes, {summary.checkpoints} checkpoints"
@@ -92,16 +98,24 @@ def _audit(_args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from ebl.config import Settings
     from ebl.store.db import DatabaseSetupError, make_engine, migrate, schema_revision
 
     try:
         engine = make_engine(Settings().database_url)
-        if args.action == "upgrade":
-            migrate(engine)
-        current, head = schema_revision(engine)
+        try:
+            if args.action == "upgrade":
+                migrate(engine)
+            current, head = schema_revision(engine)
+        finally:
+            engine.dispose()
     except DatabaseSetupError as exc:
         print(f"ebl db: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except OperationalError as exc:
+        print(f"ebl db: cannot reach the database: {exc.orig}", file=sys.stderr)
         return EXIT_UNUSABLE
     print(f"schema revision {current or 'none'} (latest {head})")
     return 0 if current == head else EXIT_INVALID

@@ -298,6 +298,10 @@ class Node:
         node.sign_checkpoint()
         return node
 
+    def close(self) -> None:
+        """Close the database connections this node holds (it opens new ones if it is used again)."""
+        self.engine.dispose()
+
     # -- parties and authentication --
 
     def _sandbox_api_key(self, party_id: str) -> str:

@@ -1,14 +1,23 @@
-"""Shared fixtures: a real node on a temporary SQLite file and keys folder, driven over HTTP."""
+"""Shared fixtures: a real node on a fresh database and keys folder, driven over HTTP.
+
+The suite runs on SQLite (``pytest``, or ``pytest --database=sqlite``) or on PostgreSQL
+(``pytest --database=postgresql`` with ``EBL_TEST_POSTGRES_URL=postgresql+psycopg://user@host/database``): there every
+node gets a schema of its own in that database, dropped when the run ends.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, make_url
+from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from ebl.config import Settings
@@ -27,9 +36,76 @@ def sample() -> dict[str, Any]:
     return copy.deepcopy(load_sample())
 
 
+POSTGRES_URL_VARIABLE = "EBL_TEST_POSTGRES_URL"
+
+
+class _Databases:
+    """Where this run's nodes keep their data: a SQLite file each, or a PostgreSQL schema each."""
+
+    def __init__(self) -> None:
+        self.backend = "sqlite"
+        self._postgres_url: str | None = None
+        self._admin: Engine | None = None
+        self._schemas: list[str] = []
+
+    def use_postgresql(self, url: str) -> None:
+        self.backend, self._postgres_url = "postgresql", url
+        self._admin = create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def url(self, folder: Path) -> str:
+        """A fresh, empty database for one node."""
+        if self._admin is None:
+            return f"sqlite:///{folder / 'ebl.db'}"
+        schema = f"test_{uuid.uuid4().hex[:16]}"
+        with self._admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        self._schemas.append(schema)
+        return (
+            make_url(self._postgres_url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+
+    def drop_all(self) -> None:
+        if self._admin is None:
+            return
+        with self._admin.connect() as connection:
+            for schema in self._schemas:
+                connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        self._admin.dispose()
+
+
+DATABASES = _Databases()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help=f"where the nodes under test keep their data (postgresql needs {POSTGRES_URL_VARIABLE})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--database") == "postgresql":
+        url = os.environ.get(POSTGRES_URL_VARIABLE)
+        if not url:
+            raise pytest.UsageError(f"--database=postgresql needs {POSTGRES_URL_VARIABLE}")
+        DATABASES.use_postgresql(url)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    DATABASES.drop_all()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database: {DATABASES.backend}"
+
+
 def node_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": f"sqlite:///{tmp_path / 'ebl.db'}",
+        "database_url": DATABASES.url(tmp_path),
         "keys_dir": tmp_path / "keys",
         "platform": "CQSB",
         "sandbox": True,
@@ -38,8 +114,10 @@ def node_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Node:
-    return Node.open(node_settings(tmp_path))
+def node(tmp_path: Path) -> Iterator[Node]:
+    node = Node.open(node_settings(tmp_path))
+    yield node
+    node.close()
 
 
 class Api:

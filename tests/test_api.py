@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -293,6 +292,7 @@ def test_authentication(api: Api, sample: dict[str, Any]) -> None:
 
 
 def test_api_keys_are_stored_only_as_hashes(api: Api, node: Any) -> None:
+    from sqlalchemy import inspect
     from sqlmodel import Session, select
 
     from ebl.store.tables import PartyRow
@@ -303,8 +303,15 @@ def test_api_keys_are_stored_only_as_hashes(api: Api, node: Any) -> None:
     assert len(stored) == 7
     assert not keys_shown & set(stored)
     assert {canonical.sha256_hex(k.encode()) for k in keys_shown} == set(stored)
-    raw = Path(node.settings.database_url.removeprefix("sqlite:///")).read_bytes()
-    assert not any(k.encode() in raw for k in keys_shown)
+    # Nowhere else either: every value of every table, read back as text.
+    with node.engine.connect() as connection:
+        stored_text = " ".join(
+            str(value)
+            for table in inspect(connection).get_table_names()
+            for row in connection.exec_driver_sql(f'SELECT * FROM "{table}"')
+            for value in row
+        )
+    assert not any(k in stored_text for k in keys_shown)
 
 
 def test_idempotency_key_replays_and_refuses_other_bodies(api: Api, sample: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         api = Api(client)
         assert api.issue(load_sample()).status_code == 201
         yield api
+    node.close()
 
 
 def _check(response: Any) -> None:

@@ -66,6 +66,7 @@ def test_sandbox_prints_every_party_with_its_key(
 ) -> None:
     monkeypatch.setenv("EBL_DATABASE_URL", node.settings.database_url)
     monkeypatch.setenv("EBL_KEYS_DIR", str(node.settings.keys_dir))
+    monkeypatch.setenv("EBL_SANDBOX", "true")
     assert cli.main(["sandbox"]) == 0
     out = capsys.readouterr().out
     for party in node.sandbox_parties():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import copy
-import sqlite3
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import IntegrityError
 
 from ebl import canonical
 from ebl.log import merkle, note
@@ -111,6 +111,5 @@ def test_bundles_prove_every_entry_in_the_log(api: Api, sample: dict[str, Any]) 
 )
 def test_the_database_refuses_to_rewrite_history(api: Api, node: Node, sample: dict[str, Any], statement: str) -> None:
     play_story(api, sample)
-    database = node.settings.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(database) as connection, pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        connection.execute(statement)
+    with node.engine.begin() as connection, pytest.raises(IntegrityError, match="append-only"):
+        connection.exec_driver_sql(statement)

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import DATABASES
+
 BIN = Path(sys.executable).parent
 
 
@@ -28,7 +30,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     env = {
         **os.environ,
-        "EBL_DATABASE_URL": f"sqlite:///{tmp_path / 'node.db'}",
+        "EBL_DATABASE_URL": DATABASES.url(tmp_path),
+        "EBL_SANDBOX": "true",
         "EBL_KEYS_DIR": str(tmp_path / "keys"),
     }
     log_path = tmp_path / "serve.log"

@@ -37,6 +37,8 @@ def corridor(tmp_path: Path) -> Iterator[Corridor]:
     cq_settings = node_settings(tmp_path / "cq", witnesses=[WITNESS_URL])
     sg_settings = node_settings(tmp_path / "sg", platform="SGSB")
     cq, sg = Node.open(cq_settings), Node.open(sg_settings)
+    cq.close()
+    sg.close()
     # Mutual recognition: each trust store holds the other node's key; the nodes read it when they open.
     trust = TrustStore({"CQSB": (cq.node_key.public,), "SGSB": (sg.node_key.public,)})
     for settings in (cq_settings, sg_settings):
@@ -44,6 +46,8 @@ def corridor(tmp_path: Path) -> Iterator[Corridor]:
     cq, sg = Node.open(cq_settings), Node.open(sg_settings)
     with TestClient(create_app(cq)) as cq_client, TestClient(create_app(sg)) as sg_client:
         yield Corridor(cq, sg, Api(cq_client), sg_client)
+    cq.close()
+    sg.close()
 
 
 def test_a_peer_cosigns_and_the_policy_counts_it(corridor: Corridor, sample: dict[str, Any]) -> None:
