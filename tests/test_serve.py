@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,49 +10,17 @@ import httpx
 import pytest
 
 from tests.conftest import DATABASES
-
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.nodeproc import BIN, NodeProcess
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "EBL_DATABASE_URL": DATABASES.url(tmp_path),
-        "EBL_SANDBOX": "true",
-        "EBL_KEYS_DIR": str(tmp_path / "keys"),
-    }
-    log_path = tmp_path / "serve.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "ebl"), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
+    node = NodeProcess(tmp_path, DATABASES.url(tmp_path))
+    node.start()
     try:
-        # Readiness: poll /health until the node answers (bounded), instead of guessing a start-up time.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the node did not start within 60 s"
-            time.sleep(0.1)
-        yield url
+        yield node.url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        node.stop()
 
 
 def test_serve_seeds_the_corridor_and_the_demo_plays_the_story(server: str, tmp_path: Path) -> None:
