@@ -8,7 +8,8 @@ A. durable append throughput (one commit per append) of our log against pymerkle
    rounds so that both see the same machine noise;
 B. the cost of one durable append at several log sizes (the log is bulk-loaded to each size first);
 C. the time to build an inclusion proof from the database at the largest size, and to verify one;
-D. where an append's time goes: one durable insert through an ORM ``Session`` against a Core connection.
+D. where an append's time goes: one durable insert through an ORM ``Session``, a Core connection and the bare
+   sqlite3 driver (the floor any SQLite log pays per commit).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -156,7 +158,7 @@ def transaction_overhead(folder: Path, count: int = 1000) -> None:
     engine, _ = _our_log(folder, "overhead.db")
     with engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE probe (i INTEGER PRIMARY KEY, h BLOB)")
-    counter = iter(range(2 * count))
+    counter = iter(range(3 * count))
 
     def through_session() -> None:
         with write_session(engine) as session:
@@ -167,11 +169,22 @@ def transaction_overhead(folder: Path, count: int = 1000) -> None:
             connection.exec_driver_sql("INSERT INTO probe VALUES (?, ?)", (next(counter), bytes(32)))
             connection.commit()
 
+    driver = sqlite3.connect(folder / "overhead.db", isolation_level=None)
+    driver.execute("PRAGMA synchronous=FULL")
+
+    def through_driver() -> None:
+        driver.execute("BEGIN IMMEDIATE")
+        driver.execute("INSERT INTO probe VALUES (?, ?)", (next(counter), bytes(32)))
+        driver.execute("COMMIT")
+
     session = statistics.median(_time_each(through_session, count))
     core = statistics.median(_time_each(through_connection, count))
+    bare = statistics.median(_time_each(through_driver, count))
+    driver.close()
     print(f"D. one durable insert (median of {count})")
     print(f"   through a Session (write_session)   {session * 1e6:6.0f} µs")
     print(f"   through a Core connection           {core * 1e6:6.0f} µs")
+    print(f"   through the sqlite3 driver alone    {bare * 1e6:6.0f} µs   (the floor: one WAL fsync per commit)")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from ebl.keys import SigningKey
 from ebl.log import merkle
 from ebl.log.note import Checkpoint, Signer, TlogProof, sign_note
 from ebl.store.repositories import LogRepository
-from ebl.store.tables import CheckpointRow, LogLeafRow
+from ebl.store.tables import CheckpointRow
 
 
 def default_origin(platform: str) -> str:
@@ -43,7 +43,7 @@ class Ledger:
         log.lock_for_append()
         index = log.size()
         leaf = merkle.entry_leaf_hash(entry_checksum)
-        log.add_leaf(LogLeafRow(index=index, entry_checksum=entry_checksum, leaf_hash=leaf, created_at=now))
+        log.add_leaf(index, entry_checksum, leaf, now)
         log.add_nodes(merkle.completed_nodes(index, leaf, log.node))
         return index
 

@@ -64,7 +64,8 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         # A writer takes the write lock up front: a read-then-write transaction that upgraded its lock later
         # could fail with SQLITE_BUSY instead of waiting its turn.
         immediate = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: this runs at the start of every transaction.
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 

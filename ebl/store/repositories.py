@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -163,14 +163,14 @@ class LogRepository:
         # MAX over the primary key is an index lookup; COUNT(*) would scan every leaf.
         return int(self._execute('SELECT COALESCE(MAX("index") + 1, 0) FROM log_leaf').fetchone()[0])
 
-    def add_leaf(self, row: LogLeafRow) -> None:
-        created_at = row.created_at.astimezone(UTC)
+    def add_leaf(self, index: int, entry_checksum: str, leaf_hash: bytes, created_at: datetime) -> None:
+        created_at = created_at.astimezone(UTC)
         self._execute(
             'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) VALUES (?, ?, ?, ?)',
             (
-                row.index,
-                row.entry_checksum,
-                row.leaf_hash,
+                index,
+                entry_checksum,
+                leaf_hash,
                 # SQLite has no timestamp type: store the text SQLAlchemy would have stored.
                 created_at if self._postgresql else created_at.strftime("%Y-%m-%d %H:%M:%S.%f"),
             ),
