@@ -453,10 +453,13 @@ class Node:
             parties = PartyRepository(session)
             recipient = self._resolve(parties, issue_to_json, request.issueTo.sendToPlatform, "issueTo")
             signing_key = self._custodial_key(parties, caller.id)
-            manifest = request.issuanceManifestSignedContent or jws.sign(
-                chain.issuance_manifest(document, issue_to_json).model_dump(exclude_none=True), signing_key
-            )
-            self._check_manifest(parties, caller, manifest, document_checksum, issue_to_json)
+            issue_to_checksum = canonical.checksum(issue_to_json)
+            manifest = request.issuanceManifestSignedContent
+            if manifest is None:
+                signed = chain.IssuanceManifest(documentChecksum=document_checksum, issueToChecksum=issue_to_checksum)
+                manifest = jws.sign(signed.model_dump(exclude_none=True), signing_key)
+            else:
+                self._check_manifest(parties, caller, manifest, document_checksum, issue_to_checksum)
             tx = Transaction(
                 actionCode=ActionCode.ISSUE,
                 actor=caller.ref(),
@@ -502,7 +505,7 @@ class Node:
         caller: Caller,
         manifest: str,
         document_checksum: str,
-        issue_to: Mapping[str, Any],
+        issue_to_checksum: str,
     ) -> None:
         key_row = parties.key(jws.kid(manifest))
         if key_row is None or key_row.party_id != caller.id:
@@ -514,7 +517,7 @@ class Node:
         mismatches = []
         if payload.documentChecksum != document_checksum:
             mismatches.append(("documentChecksum", "does not match the RFC 8785 checksum of the document"))
-        if payload.issueToChecksum != canonical.checksum(issue_to):
+        if payload.issueToChecksum != issue_to_checksum:
             mismatches.append(("issueToChecksum", "does not match the RFC 8785 checksum of issueTo"))
         if mismatches:
             raise InvalidSignature(
