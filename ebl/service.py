@@ -244,6 +244,14 @@ def _validate_document(document: Any, *, at: str) -> None:
         raise InvalidDocument(exc.message, details=details) from None
 
 
+def _named_codes(document: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The identifying codes of every party the document names."""
+    parties = document.get("documentParties", {})
+    named: list[Any] = [v for k, v in parties.items() if k not in ("notifyParties", "other")]
+    named += parties.get("notifyParties", []) + [o.get("party") for o in parties.get("other", [])]
+    return set().union(*(code_keys(p) for p in named))
+
+
 def _transactions(entries: Sequence[ChainEntryRow]) -> list[Transaction]:
     return [EntryPayload.model_validate(jws.unverified_payload(e.jws)).transaction for e in entries]
 
@@ -423,10 +431,9 @@ class Node:
                 f"{where} is on platform {platform}; this node ({self.platform}) has no route to it",
                 code="NO_ROUTE_TO_PLATFORM",
             )
-        wanted = code_keys(ref)
-        for row in parties.on_platform(platform):
-            if wanted & code_keys({"identifyingCodes": row.identifying_codes}):
-                return row
+        found = parties.with_codes(platform, code_keys(ref))
+        if found:
+            return found[0]
         raise BadRequest(
             f"no party on {platform} has the identifying codes of {where}",
             code="UNKNOWN_PARTY",
@@ -495,7 +502,7 @@ class Node:
                 raise DuplicateIssuance(
                     f"{facts.transport_document_reference} was issued concurrently by another request"
                 ) from None
-            named = [p for p in parties.on_platform(self.platform) if self._named_in(document, p)]
+            named = parties.with_codes(self.platform, _named_codes(document))
             ebls.involve(row.id, [caller.id, recipient.id, *(p.id for p in named)])
             return self._view(row, state, document)
 
@@ -546,14 +553,6 @@ class Node:
             )
         latest.superseded = True
         ebls.save(latest)
-
-    @staticmethod
-    def _named_in(document: Mapping[str, Any], party: PartyRow) -> bool:
-        mine = code_keys({"identifyingCodes": party.identifying_codes})
-        parties = document.get("documentParties", {})
-        named: list[Any] = [v for k, v in parties.items() if k not in ("notifyParties", "other")]
-        named += parties.get("notifyParties", []) + [o.get("party") for o in parties.get("other", [])]
-        return any(mine & code_keys(p) for p in named)
 
     def _append(self, session: Session, ebl_id: int, payload: EntryPayload, key: keys.SigningKey) -> None:
         """Sign the entry and store it with its log leaf, in the caller's transaction."""

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from ebl import cli
 from ebl.store.db import DatabaseSetupError, make_engine, migrate
 from tests.conftest import DATABASES
+
+HEAD = "0002"
 
 
 @pytest.fixture
@@ -30,7 +35,7 @@ def test_db_upgrade_brings_an_empty_database_to_the_latest_revision(
     assert cli.main(["db", "upgrade"]) == 0  # a second run has nothing left to do
     assert cli.main(["db", "current"]) == 0
     out = capsys.readouterr().out
-    assert out.count("schema revision 0001 (latest 0001)") == 3
+    assert out.count(f"schema revision {HEAD} (latest {HEAD})") == 3
 
 
 def test_the_migrated_schema_is_the_schema_the_code_expects(database_url: str) -> None:
@@ -68,3 +73,30 @@ def test_an_unusable_database_url_is_refused_with_a_reason(
     monkeypatch.setenv("EBL_DATABASE_URL", url)
     assert cli.main(["db", "upgrade"]) == 2
     assert reason in capsys.readouterr().err
+
+
+def test_indexing_party_codes_carries_over_the_parties_already_registered(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        migrate(engine, "0001")
+        codes = [
+            {"codeListProvider": "GLEIF", "partyCode": "529900T8BM49AURSDO55"},
+            {"codeListProvider": "W3C", "partyCode": "did:web:shipper.example", "codeListName": "DID"},
+        ]
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO party (id, party_name, ebl_platform, roles, identifying_codes, api_key_hash, "
+                    "created_at) VALUES ('p1', 'Shipper', 'CQSB', '[]', :codes, 'h1', :now)"
+                ),
+                {"codes": json.dumps(codes), "now": datetime.now(UTC)},
+            )
+        migrate(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT code_list_provider, party_code, party_id FROM party_code")).all()
+    finally:
+        engine.dispose()
+    assert sorted(map(tuple, rows)) == [
+        ("GLEIF", "529900T8BM49AURSDO55", "p1"),
+        ("W3C", "did:web:shipper.example", "p1"),
+    ]

@@ -77,8 +77,8 @@ def _alembic(connection: Connection) -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest migration (Alembic), one process at a time."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``, the latest migration by default (Alembic), one process at a time."""
     with engine.connect().execution_options(**{_WRITE: True}) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
@@ -88,7 +88,7 @@ def migrate(engine: Engine) -> None:
                 "this database was created before the schema had migrations; it holds sandbox data only: "
                 "move it away and start again"
             )
-        command.upgrade(_alembic(connection), "head")
+        command.upgrade(_alembic(connection), revision)
 
 
 def schema_revision(engine: Engine) -> tuple[str | None, str]:

@@ -6,9 +6,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, tuple_
 from sqlmodel import Session, col, select
 
+from ebl.parties import code_keys
 from ebl.store.tables import (
     ChainEntryRow,
     CheckpointRow,
@@ -17,6 +18,7 @@ from ebl.store.tables import (
     IdempotencyRow,
     InvolvementRow,
     LogLeafRow,
+    PartyCodeRow,
     PartyKeyRow,
     PartyRow,
     WitnessedLogRow,
@@ -33,6 +35,21 @@ class PartyRepository:
     def by_api_key_hash(self, api_key_hash: str) -> PartyRow | None:
         return self._session.exec(select(PartyRow).where(PartyRow.api_key_hash == api_key_hash)).first()
 
+    def with_codes(self, platform: str, codes: Iterable[tuple[str, str]]) -> Sequence[PartyRow]:
+        """The parties of ``platform`` that hold any of these ``(codeListProvider, partyCode)`` pairs."""
+        wanted = list(codes)
+        if not wanted:
+            return []
+        holders = select(PartyCodeRow.party_id).where(
+            tuple_(col(PartyCodeRow.code_list_provider), col(PartyCodeRow.party_code)).in_(wanted)
+        )
+        statement = (
+            select(PartyRow)
+            .where(PartyRow.ebl_platform == platform, col(PartyRow.id).in_(holders))
+            .order_by(col(PartyRow.created_at), col(PartyRow.id))
+        )
+        return self._session.exec(statement).all()
+
     def on_platform(self, platform: str) -> Sequence[PartyRow]:
         statement = select(PartyRow).where(PartyRow.ebl_platform == platform).order_by(col(PartyRow.created_at))
         return self._session.exec(statement).all()
@@ -44,6 +61,8 @@ class PartyRepository:
         self._session.add(row)
         # Without ORM relationships the unit of work does not order inserts by foreign key: flush the party first.
         self._session.flush()
+        for provider, code in code_keys({"identifyingCodes": row.identifying_codes}):
+            self._session.add(PartyCodeRow(code_list_provider=provider, party_code=code, party_id=row.id))
 
     def keys_of(self, party_id: str) -> Sequence[PartyKeyRow]:
         statement = select(PartyKeyRow).where(PartyKeyRow.party_id == party_id).order_by(col(PartyKeyRow.created_at))

@@ -21,6 +21,16 @@ class PartyRow(SQLModel, table=True):
     created_at: datetime
 
 
+class PartyCodeRow(SQLModel, table=True):
+    """One identifying code of a party of this node: a ``(codeListProvider, partyCode)`` pair names one party."""
+
+    __tablename__ = "party_code"
+
+    code_list_provider: str = Field(primary_key=True, max_length=100)
+    party_code: str = Field(primary_key=True, max_length=150)
+    party_id: str = Field(foreign_key="party.id", index=True, max_length=32)
+
+
 class PartyKeyRow(SQLModel, table=True):
     __tablename__ = "party_key"
 
