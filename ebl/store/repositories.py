@@ -160,10 +160,14 @@ class LogRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._postgresql = session.get_bind().dialect.name == "postgresql"
+        self._driver: Any = None
 
     def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
         """Run ``statement`` (with ``?`` placeholders) on the driver; returns its cursor."""
-        cursor = self._session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if self._driver is None:
+            # The session keeps one connection for its transaction, and a repository lives within one transaction.
+            self._driver = self._session.connection().connection.driver_connection
+        cursor = self._driver.cursor()
         if self._postgresql:
             statement = statement.replace("?", "%s")
         cursor.execute(statement, parameters)
