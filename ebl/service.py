@@ -570,8 +570,8 @@ class Node:
         )
         log = LogRepository(session)
         index = self.ledger.append(log, checksum, _now())
-        latest = log.latest_checkpoint()
-        if latest is None or index + 1 - latest.size >= self.settings.checkpoint_every_entries:
+        checkpointed = log.checkpointed_size()
+        if checkpointed is None or index + 1 - checkpointed >= self.settings.checkpoint_every_entries:
             self.ledger.sign_checkpoint(log, _now())
 
     # -- actions --

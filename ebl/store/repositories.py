@@ -25,6 +25,30 @@ from ebl.store.tables import (
 )
 
 
+class _DriverSql:
+    """SQL sent straight to the database driver, on the connection of the session's transaction.
+
+    For the statements every action runs: no ORM unit of work and no statement compilation. Statements use ``?``
+    placeholders and SQL that SQLite and PostgreSQL both speak.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._postgresql = session.get_bind().dialect.name == "postgresql"
+        self._driver: Any = None
+
+    def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
+        """Run ``statement`` on the driver; returns its cursor."""
+        if self._driver is None:
+            # The session keeps one connection for its transaction, and a repository lives within one transaction.
+            self._driver = self._session.connection().connection.driver_connection
+        cursor = self._driver.cursor()
+        if self._postgresql:
+            statement = statement.replace("?", "%s")
+        cursor.execute(statement, parameters)
+        return cursor
+
+
 class PartyRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -78,10 +102,7 @@ class PartyRepository:
         self._session.add(row)
 
 
-class EblRepository:
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
+class EblRepository(_DriverSql):
     def latest(self, reference: str, *, for_update: bool = False) -> EblRow | None:
         """The current eBL of ``reference``; ``for_update`` locks its row until the transaction ends.
 
@@ -115,9 +136,10 @@ class EblRepository:
         return self._session.exec(select(ChainEntryRow).where(ChainEntryRow.checksum == checksum)).first()
 
     def involve(self, ebl_id: int, party_ids: Iterable[str]) -> None:
-        known = set(self._session.exec(select(InvolvementRow.party_id).where(InvolvementRow.ebl_id == ebl_id)).all())
-        for party_id in set(party_ids) - known:
-            self._session.add(InvolvementRow(ebl_id=ebl_id, party_id=party_id))
+        for party_id in sorted(set(party_ids)):
+            self._execute(
+                "INSERT INTO involvement (ebl_id, party_id) VALUES (?, ?) ON CONFLICT DO NOTHING", (ebl_id, party_id)
+            )
 
     def is_involved(self, ebl_id: int, party_id: str) -> bool:
         statement = select(InvolvementRow).where(InvolvementRow.ebl_id == ebl_id, InvolvementRow.party_id == party_id)
@@ -147,7 +169,7 @@ class IdempotencyRepository:
         self._session.add(row)
 
 
-class LogRepository:
+class LogRepository(_DriverSql):
     """The ledger's leaves, subtree hashes and checkpoints.
 
     Appends and proofs run on the hot path of every action, so they send SQL on primary keys straight to the
@@ -156,22 +178,6 @@ class LogRepository:
 
     # Any fixed number will do: it names the PostgreSQL lock that admits one appender at a time.
     _APPEND_LOCK = 0x6562_6C01
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._postgresql = session.get_bind().dialect.name == "postgresql"
-        self._driver: Any = None
-
-    def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
-        """Run ``statement`` (with ``?`` placeholders) on the driver; returns its cursor."""
-        if self._driver is None:
-            # The session keeps one connection for its transaction, and a repository lives within one transaction.
-            self._driver = self._session.connection().connection.driver_connection
-        cursor = self._driver.cursor()
-        if self._postgresql:
-            statement = statement.replace("?", "%s")
-        cursor.execute(statement, parameters)
-        return cursor
 
     def lock_for_append(self) -> None:
         """Wait until no other transaction is appending; hold the turn until this transaction ends.
@@ -234,6 +240,11 @@ class LogRepository:
         statement = f'SELECT level, "index", hash FROM log_node WHERE {" OR ".join(clauses)}'  # noqa: S608
         rows = self._execute(statement, parameters).fetchall()
         return {(int(level), int(index)): bytes(value) for level, index, value in rows}
+
+    def checkpointed_size(self) -> int | None:
+        """The size of the latest checkpoint, if there is one."""
+        size = self._execute("SELECT MAX(size) FROM checkpoint").fetchone()[0]
+        return None if size is None else int(size)
 
     def latest_checkpoint(self) -> CheckpointRow | None:
         return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc())).first()
