@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 import httpx
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -50,6 +51,9 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Handlers are synchronous and run in worker threads. Past a few, threads only queue for the GIL and for
+        # the database; many threads make every request slower (the GIL convoy), so the pool stays small.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = node.settings.worker_threads
         task = asyncio.create_task(_checkpoint_every(node, node.settings.checkpoint_interval_seconds))
         try:
             yield

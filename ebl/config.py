@@ -21,6 +21,9 @@ class Settings(BaseSettings):
         None, description="seed the corridor parties and serve their API keys; default: on for SQLite"
     )
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_000_000
+    worker_threads: Annotated[int, Field(gt=0, le=200)] = Field(
+        4, description="threads per process that run request handlers (and hold database connections)"
+    )
     log_origin: str | None = Field(None, description="the log's C2SP origin; default <platform>.ebl.example/log")
     checkpoint_every_entries: Annotated[int, Field(gt=0)] = 100
     checkpoint_interval_seconds: Annotated[float, Field(gt=0)] = 10.0

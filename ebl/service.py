@@ -402,10 +402,10 @@ class Node:
     def directory(self) -> list[PartyInfo]:
         with read_session(self.engine) as session:
             parties = PartyRepository(session)
-            return [
-                PartyInfo(**_party_fields(row), publicKeys=[k.public_jwk for k in parties.keys_of(row.id)])
-                for row in parties.all()
-            ]
+            public_keys: dict[str, list[dict[str, Any]]] = {}
+            for key in parties.all_keys():
+                public_keys.setdefault(key.party_id, []).append(key.public_jwk)
+            return [PartyInfo(**_party_fields(row), publicKeys=public_keys.get(row.id, [])) for row in parties.all()]
 
     def register_key(self, caller: Caller, jwk: Any) -> dict[str, Any]:
         """Register a public key the caller holds itself; the node vouches for it with a credential."""
@@ -456,7 +456,9 @@ class Node:
         issue_to_json = request.issueTo.model_dump(exclude_none=True)
         facts = DocumentFacts.of(document)
         document_checksum = canonical.checksum(document)
-        with write_session(self.engine) as session:
+        # Everything that needs no lock is done before the write transaction, which then only checks and stores:
+        # a writer holds the database's write turn (SQLite) or the log's append turn for as short a time as it can.
+        with read_session(self.engine) as session:
             parties = PartyRepository(session)
             recipient = self._resolve(parties, issue_to_json, request.issueTo.sendToPlatform, "issueTo")
             signing_key = self._custodial_key(parties, caller.id)
@@ -467,13 +469,24 @@ class Node:
                 manifest = jws.sign(signed.model_dump(exclude_none=True), signing_key)
             else:
                 self._check_manifest(parties, caller, manifest, document_checksum, issue_to_checksum)
-            tx = Transaction(
-                actionCode=ActionCode.ISSUE,
-                actor=caller.ref(),
-                recipient=PartyRef.model_validate(_row_ref(recipient)),
-                actionDateTime=chain.action_datetime(_now()),
-            )
-            state = chain.apply(None, facts, tx)
+            named = parties.with_codes(self.platform, _named_codes(document))
+        tx = Transaction(
+            actionCode=ActionCode.ISSUE,
+            actor=caller.ref(),
+            recipient=PartyRef.model_validate(_row_ref(recipient)),
+            actionDateTime=chain.action_datetime(_now()),
+        )
+        state = chain.apply(None, facts, tx)
+        payload = EntryPayload(
+            transportDocumentReference=facts.transport_document_reference,
+            transportDocumentChecksum=document_checksum,
+            sequence=0,
+            transaction=tx,
+            eblPlatform=self.platform,
+            issuanceManifestSignedContent=manifest,
+        )
+        entry = chain.sign_entry(payload, signing_key)
+        with write_session(self.engine) as session:
             ebls = EblRepository(session)
             self._check_not_issued(ebls, facts.transport_document_reference, document, document_checksum)
             row = EblRow(
@@ -489,20 +502,11 @@ class Node:
             try:
                 ebls.add(row)
                 assert row.id is not None
-                payload = EntryPayload(
-                    transportDocumentReference=row.transport_document_reference,
-                    transportDocumentChecksum=document_checksum,
-                    sequence=0,
-                    transaction=tx,
-                    eblPlatform=self.platform,
-                    issuanceManifestSignedContent=manifest,
-                )
-                self._append(session, row.id, payload, signing_key)
+                self._record(session, row.id, payload, entry)
             except IntegrityError:
                 raise DuplicateIssuance(
                     f"{facts.transport_document_reference} was issued concurrently by another request"
                 ) from None
-            named = parties.with_codes(self.platform, _named_codes(document))
             ebls.involve(row.id, [caller.id, recipient.id, *(p.id for p in named)])
             return self._view(row, state, document)
 
@@ -554,15 +558,14 @@ class Node:
         latest.superseded = True
         ebls.save(latest)
 
-    def _append(self, session: Session, ebl_id: int, payload: EntryPayload, key: keys.SigningKey) -> None:
-        """Sign the entry and store it with its log leaf, in the caller's transaction."""
-        compact = chain.sign_entry(payload, key)
-        checksum = chain.entry_checksum(compact)
+    def _record(self, session: Session, ebl_id: int, payload: EntryPayload, entry: str) -> None:
+        """Store a signed chain entry with its log leaf, in the caller's transaction."""
+        checksum = chain.entry_checksum(entry)
         EblRepository(session).add_entry(
             ChainEntryRow(
                 ebl_id=ebl_id,
                 sequence=payload.sequence,
-                jws=compact,
+                jws=entry,
                 checksum=checksum,
                 action_code=payload.transaction.actionCode.value,
                 created_at=_now(),
@@ -577,11 +580,13 @@ class Node:
     # -- actions --
 
     def act(self, caller: Caller, reference: str, request: TransactionRequest) -> EblView:
+        """Apply one action. The entry is built and signed from a read of the chain, then stored only if the chain
+        has not moved since: otherwise another action won the race and this one answers 409."""
         if caller.is_verifier:
             raise Forbidden("verifiers read eBLs; they do not act on them", code="VERIFIER_READ_ONLY")
-        with write_session(self.engine) as session:
+        with read_session(self.engine) as session:
             ebls, parties = EblRepository(session), PartyRepository(session)
-            row = self._visible(ebls, caller, reference, for_update=True)
+            row = self._visible(ebls, caller, reference)
             assert row.id is not None
             if row.superseded:
                 raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
@@ -590,32 +595,40 @@ class Node:
             entries = ebls.entries(row.id)
             state = chain.fold(facts, _transactions(entries))
             recipient = self._recipient(parties, request, state)
-            tx = Transaction(
-                actionCode=request.actionCode,
-                actor=caller.ref(),
-                recipient=PartyRef.model_validate(_row_ref(recipient)) if recipient else None,
-                actionDateTime=chain.action_datetime(_now()),
-                reasonCode=request.reasonCode,
-                comments=request.comments,
-            )
-            new_state = chain.apply(state, facts, tx)
-            payload = EntryPayload(
-                transportDocumentReference=row.transport_document_reference,
-                transportDocumentChecksum=row.document_checksum,
-                sequence=len(entries),
-                previousEntryChecksum=entries[-1].checksum,
-                transaction=tx,
-                eblPlatform=self.platform,
-            )
+            signing_key = self._custodial_key(parties, caller.id)
+        tx = Transaction(
+            actionCode=request.actionCode,
+            actor=caller.ref(),
+            recipient=PartyRef.model_validate(_row_ref(recipient)) if recipient else None,
+            actionDateTime=chain.action_datetime(_now()),
+            reasonCode=request.reasonCode,
+            comments=request.comments,
+        )
+        new_state = chain.apply(state, facts, tx)
+        payload = EntryPayload(
+            transportDocumentReference=row.transport_document_reference,
+            transportDocumentChecksum=row.document_checksum,
+            sequence=len(entries),
+            previousEntryChecksum=entries[-1].checksum,
+            transaction=tx,
+            eblPlatform=self.platform,
+        )
+        entry = chain.sign_entry(payload, signing_key)
+        lost = LostRace(f"another action on {reference} was recorded first; read it again")
+        with write_session(self.engine) as session:
+            ebls = EblRepository(session)
+            current = ebls.latest(reference, for_update=True)
+            if current is None or current.id != row.id or current.chain_length != len(entries) or current.superseded:
+                raise lost
             try:
-                self._append(session, row.id, payload, self._custodial_key(parties, caller.id))
+                self._record(session, row.id, payload, entry)
             except IntegrityError:
-                raise LostRace(f"another action on {reference} was recorded first; read it again") from None
-            row.status = new_state.status.value
-            row.chain_length = new_state.length
-            ebls.save(row)
+                raise lost from None
+            current.status = new_state.status.value
+            current.chain_length = new_state.length
+            ebls.save(current)
             ebls.involve(row.id, [caller.id, *([recipient.id] if recipient else [])])
-            return self._view(row, new_state, document)
+            return self._view(current, new_state, document)
 
     def _recipient(self, parties: PartyRepository, request: TransactionRequest, state: EblState) -> PartyRow | None:
         if request.recipient is not None:
@@ -628,8 +641,8 @@ class Node:
 
     # -- reading --
 
-    def _visible(self, ebls: EblRepository, caller: Caller, reference: str, *, for_update: bool = False) -> EblRow:
-        row = ebls.latest(reference, for_update=for_update)
+    def _visible(self, ebls: EblRepository, caller: Caller, reference: str) -> EblRow:
+        row = ebls.latest(reference)
         # 404 whether it does not exist or the caller may not see it: existence is not revealed.
         if row is None or row.id is None or not (caller.is_verifier or ebls.is_involved(row.id, caller.id)):
             raise NotFound(f"no eBL {reference} that you may see")

@@ -7,10 +7,12 @@ repositories take the row locks that keep one possessor per eBL and one writer a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
@@ -47,7 +49,13 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # As many pooled connections as request threads: a connection opened past the pool would be closed again after
+    # one request, and every new SQLite connection pays for its PRAGMAs.
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size, max_overflow=pool_size
+    )
+
+    _SQLITE_WRITERS[engine] = threading.Lock()
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -109,7 +117,7 @@ def read_session(engine: Engine) -> Iterator[Session]:
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on any exception."""
-    with Session(engine, expire_on_commit=False) as session:
+    with _writers_turn(engine), Session(engine, expire_on_commit=False) as session:
         session.connection(execution_options={_WRITE: True})
         try:
             yield session
@@ -117,3 +125,22 @@ def write_session(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+_SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+
+
+@contextmanager
+def _writers_turn(engine: Engine) -> Iterator[None]:
+    """On SQLite, the threads of this process take turns before they ask for the database's write lock.
+
+    Only scheduling, not correctness: SQLite admits one writer whatever happens here. But a writer that finds the
+    database locked sleeps in SQLite's busy handler, for up to 100 ms at a time, while a thread waiting on a Python
+    lock wakes the moment the lock is free. Under load that is the difference between a queue and a p99 of seconds.
+    """
+    lock = _SQLITE_WRITERS.get(engine)
+    if lock is None:
+        yield
+        return
+    with lock:
+        yield
