@@ -20,7 +20,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.platform:
         os.environ["EBL_PLATFORM"] = args.platform
     # The web adapter is loaded by name: the domain library never imports it.
-    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers, log_level="info"
+    )
     return 0
 
 
@@ -143,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--platform", help="platform code of this node (default CQSB, or EBL_PLATFORM)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes sharing the port and the database (one per core)"
+    )
     serve.set_defaults(handler=_serve)
 
     sandbox = commands.add_parser("sandbox", help="print the sandbox parties and their API keys")

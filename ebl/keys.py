@@ -11,9 +11,11 @@ folder, never in the database, so a database dump alone signs nothing.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,10 +166,32 @@ def unseal(sealed: bytes, kek: bytes, *, context: str) -> SigningKey:
 
 
 def _write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0600) holding ``data``, unless it exists by now.
+
+    Written aside, then linked into place: processes that start together (server workers) never read a half-written
+    key, and all of them end up with the one file that was linked first.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
+    descriptor, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)
+    finally:
+        os.unlink(aside)
+
+
+def write_public_file(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` at once: a concurrent reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(aside, 0o644)
+    os.replace(aside, path)
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -272,7 +272,7 @@ class Node:
         trust_path = keys_dir / "trust.json"
         trust = keys.TrustStore.load(trust_path) if trust_path.exists() else keys.TrustStore({})
         self.trust = trust.with_node_key(self.platform, self.node_key.public)
-        trust_path.write_text(json.dumps(self.trust.to_json(), indent=2) + "\n", encoding="utf-8")
+        keys.write_public_file(trust_path, json.dumps(self.trust.to_json(), indent=2) + "\n")
         self.ledger = Ledger(settings.log_origin or default_origin(self.platform), self.node_key)
         assert isinstance(self.node_key.private, Ed25519PrivateKey), "node keys are Ed25519"
         peers = {p: self.trust.node_keys[p] for p in self.trust.node_keys if p != self.platform}
@@ -320,6 +320,13 @@ class Node:
 
     def seed_corridor_parties(self, side: str | None) -> None:
         """Create the corridor parties (all seven, or one side's) on this node, once."""
+        try:
+            self._seed(side)
+        except IntegrityError:
+            # Another process of this node (a second server worker) seeded them at the same moment.
+            self._seed(side)
+
+    def _seed(self, side: str | None) -> None:
         with write_session(self.engine) as session:
             parties = PartyRepository(session)
             existing = {(row.party_name, row.ebl_platform) for row in parties.on_platform(self.platform)}
