@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, tuple_
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from ebl.parties import code_keys
@@ -49,30 +49,26 @@ class _DriverSql:
         return cursor
 
 
-class PartyRepository:
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
+class PartyRepository(_DriverSql):
     def get(self, party_id: str) -> PartyRow | None:
         return self._session.get(PartyRow, party_id)
 
     def by_api_key_hash(self, api_key_hash: str) -> PartyRow | None:
         return self._session.exec(select(PartyRow).where(PartyRow.api_key_hash == api_key_hash)).first()
 
-    def with_codes(self, platform: str, codes: Iterable[tuple[str, str]]) -> Sequence[PartyRow]:
+    def with_codes(self, platform: str, codes: Iterable[tuple[str, str]]) -> list[PartyRow]:
         """The parties of ``platform`` that hold any of these ``(codeListProvider, partyCode)`` pairs."""
-        wanted = list(codes)
+        wanted = sorted(set(codes))
         if not wanted:
             return []
-        holders = select(PartyCodeRow.party_id).where(
-            tuple_(col(PartyCodeRow.code_list_provider), col(PartyCodeRow.party_code)).in_(wanted)
-        )
-        statement = (
-            select(PartyRow)
-            .where(PartyRow.ebl_platform == platform, col(PartyRow.id).in_(holders))
-            .order_by(col(PartyRow.created_at), col(PartyRow.id))
-        )
-        return self._session.exec(statement).all()
+        # On every issuance and action: primary-key lookups in plain SQL, then the rows through the identity map.
+        matches = " OR ".join(["(code_list_provider = ? AND party_code = ?)"] * len(wanted))
+        holders = self._execute(
+            f"SELECT DISTINCT party_id FROM party_code WHERE {matches}",  # noqa: S608
+            [value for pair in wanted for value in pair],
+        ).fetchall()
+        found = [row for (party_id,) in holders if (row := self.get(party_id)) is not None]
+        return sorted((row for row in found if row.ebl_platform == platform), key=lambda row: (row.created_at, row.id))
 
     def on_platform(self, platform: str) -> Sequence[PartyRow]:
         statement = select(PartyRow).where(PartyRow.ebl_platform == platform).order_by(col(PartyRow.created_at))
