@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
@@ -13,8 +14,10 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api import errors, openapi
+from api.observability import Metrics, Observability
 from api.routes import dcsa, ebls, log, meta, verify
 from ebl.config import Settings
+from ebl.ratelimit import RateLimiter
 from ebl.service import Node
 
 logger = logging.getLogger("ebl.api")
@@ -47,6 +50,7 @@ def _push(node: Node) -> None:
 
 def create_app(node: Node | None = None, settings: Settings | None = None) -> FastAPI:
     """An app for ``node``, or for a node opened from ``settings`` (the environment by default)."""
+    owns_node = node is None
     node = node or Node.open(settings or Settings())
 
     @contextlib.asynccontextmanager
@@ -61,9 +65,19 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if owns_node:
+                node.close()
 
     app = FastAPI(title="eBL corridor node", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.node = node
+    app.state.metrics = Metrics(node)
+    settings_ = node.settings
+    limiter = (
+        RateLimiter(settings_.rate_limit_per_second, settings_.rate_limit_burst, time.monotonic)
+        if settings_.rate_limit_per_second > 0
+        else None
+    )
+    app.add_middleware(Observability, metrics=app.state.metrics, limiter=limiter)
     errors.install(app)
     openapi.install(app)
     for module in (meta, ebls, dcsa, verify, log):

@@ -26,7 +26,9 @@ def get_caller(request: Request, node: NodeDep) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use 'Authorization: Bearer <api-key>'")
-    return node.authenticate(token.strip())
+    caller = node.authenticate(token.strip())
+    request.state.party_id = caller.id  # for the access log: who, never the key
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

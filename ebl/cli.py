@@ -17,11 +17,22 @@ EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ebl.config import Settings
+    from ebl.logs import log_config
+
     if args.platform:
         os.environ["EBL_PLATFORM"] = args.platform
     # The web adapter is loaded by name: the domain library never imports it.
     uvicorn.run(
-        "api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers, log_level="info"
+        "api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=log_config(),
+        access_log=False,
+        # On SIGTERM or Ctrl-C: stop accepting, let the requests in flight finish (up to this long), then exit.
+        timeout_graceful_shutdown=Settings().shutdown_grace_seconds,
     )
     return 0
 

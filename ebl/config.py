@@ -21,6 +21,15 @@ class Settings(BaseSettings):
         None, description="seed the corridor parties and serve their API keys; default: on for SQLite"
     )
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_000_000
+    rate_limit_per_second: Annotated[float, Field(ge=0)] = Field(
+        100.0, description="requests a second each API key (or, unauthenticated, each client address) may make; 0: off"
+    )
+    rate_limit_burst: Annotated[int, Field(gt=0)] = Field(
+        200, description="requests a client may save up and spend at once"
+    )
+    shutdown_grace_seconds: Annotated[int, Field(gt=0)] = Field(
+        30, description="on SIGTERM, how long in-flight requests may take to finish before the server stops"
+    )
     worker_threads: Annotated[int, Field(gt=0, le=200)] = Field(
         4, description="threads per process that run request handlers (and hold database connections)"
     )

@@ -873,6 +873,11 @@ class Node:
             "entry": entry.jws,
         }
 
+    def counts(self) -> tuple[int, int]:
+        """How many eBLs this node holds, and how many leaves its log has."""
+        with read_session(self.engine) as session:
+            return EblRepository(session).count(), LogRepository(session).size()
+
     def health(self) -> None:
         with read_session(self.engine) as session:
             session.exec(text("SELECT 1"))  # type: ignore[call-overload]

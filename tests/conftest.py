@@ -109,6 +109,8 @@ def node_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "keys_dir": tmp_path / "keys",
         "platform": "CQSB",
         "sandbox": True,
+        # Tests drive nodes as fast as they answer; the rate limit has tests of its own.
+        "rate_limit_per_second": 0,
     }
     return Settings(**(values | overrides))
 

@@ -32,6 +32,7 @@ class NodeProcess:
             "EBL_DATABASE_URL": database_url,
             "EBL_KEYS_DIR": str(folder / "keys"),
             "EBL_SANDBOX": "true",
+            "EBL_RATE_LIMIT_PER_SECOND": "0",
             **{f"EBL_{name.upper()}": value for name, value in settings.items()},
         }
         self.port = free_port()
@@ -64,10 +65,16 @@ class NodeProcess:
         self._process.send_signal(signal.SIGKILL)
         self._process.wait(timeout=30)
 
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=30)
+    def stop(self) -> int | None:
+        """SIGTERM, as a service manager stops a server; the exit status (``None`` if it was not running)."""
+        if self._process is None or self._process.poll() is not None:
+            return None
+        self._process.terminate()
+        return self._process.wait(timeout=60)
+
+    @property
+    def log(self) -> str:
+        return (self.folder / f"serve-{self._starts}.log").read_text(encoding="utf-8")
 
     def run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
         """Run another ``ebl`` command on this node's database and keys."""

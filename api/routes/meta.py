@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import CallerDep, JsonBody, NodeDep
 from api.openapi import ERRORS
@@ -17,6 +18,19 @@ router = APIRouter()
 def health(node: NodeDep) -> dict[str, str]:
     node.health()
     return {"status": "ok", "platform": node.platform}
+
+
+@router.get(
+    "/metrics",
+    tags=["meta"],
+    summary="Prometheus metrics of this server process",
+    description="Requests by method, route and status; latencies; requests in flight; eBLs and log size "
+    "(read from the database at scrape time). Text exposition format 0.0.4.",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/.well-known/jwks.json", tags=["meta"], summary="Every public key that signed anything on this node")

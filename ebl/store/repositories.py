@@ -141,6 +141,9 @@ class EblRepository(_DriverSql):
         statement = select(InvolvementRow).where(InvolvementRow.ebl_id == ebl_id, InvolvementRow.party_id == party_id)
         return self._session.exec(statement).first() is not None
 
+    def count(self) -> int:
+        return int(self._execute("SELECT COUNT(*) FROM ebl").fetchone()[0])
+
     def page(self, *, party_id: str | None, after_id: int, limit: int) -> Sequence[EblRow]:
         """eBLs in id order after ``after_id``; only those ``party_id`` is involved in, unless it is ``None``."""
         statement = select(EblRow).where(col(EblRow.id) > after_id).order_by(col(EblRow.id)).limit(limit)

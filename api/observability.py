@@ -1,0 +1,128 @@
+"""Around every request: its id, the per-API-key rate limit, Prometheus metrics and one JSON access-log line.
+
+A pure ASGI middleware (``Observability``) rather than one per concern: each request is timed, counted, limited and
+logged in one place, and the id it is given reaches every log line written while it is handled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+from ebl.logs import REQUEST_ID
+from ebl.ratelimit import RateLimiter
+from ebl.service import Node
+
+access_log = logging.getLogger("ebl.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Scrapes and health checks are neither limited nor counted against a client.
+_UNLIMITED_PATHS = frozenset({"/metrics", "/health"})
+
+
+class _NodeCollector(Collector):
+    """The node's own numbers, read from the database at scrape time."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def collect(self) -> Any:
+        ebls, log_size = self._node.counts()
+        yield GaugeMetricFamily("ebl_ebls", "eBLs held on this node", value=ebls)
+        yield GaugeMetricFamily("ebl_log_size", "leaves in this node's transparency log", value=log_size)
+
+
+class Metrics:
+    """This app's metrics, in a registry of its own (not the process-wide default)."""
+
+    def __init__(self, node: Node) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ebl_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "ebl_http_request_duration_seconds",
+            "time to answer an HTTP request",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("ebl_http_requests_in_flight", "HTTP requests being handled", registry=self.registry)
+        self.registry.register(_NodeCollector(node))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _client(scope: Scope) -> str:
+    """Whom the rate limit counts: the API key (by its hash, never the key itself), else the client address."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return "key:" + hashlib.sha256(value).hexdigest()
+    client = scope.get("client")
+    return "address:" + (client[0] if client else "unknown")
+
+
+class Observability:
+    def __init__(self, app: ASGIApp, metrics: Metrics, limiter: RateLimiter | None) -> None:
+        self.app, self.metrics, self.limiter = app, metrics, limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        # Each request runs in a task of its own, so the id stays with it, also for a 500 logged further out.
+        REQUEST_ID.set(request_id)
+        status = 500  # unless the app answers: an exception escaping it becomes a 500 further out
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        started = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            wait = self.limiter.take(_client(scope)) if self.limiter and scope["path"] not in _UNLIMITED_PATHS else 0
+            if wait:
+                response = error_response(
+                    Request(scope), 429, "RATE_LIMITED", f"too many requests for this API key; retry in {wait} s"
+                )
+                response.headers["Retry-After"] = str(wait)
+                await response(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], template).observe(elapsed)
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "party": scope.get("state", {}).get("party_id"),
+                },
+            )

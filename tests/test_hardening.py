@@ -1,0 +1,190 @@
+"""Operations: the per-API-key rate limit, request ids and JSON logs without secrets, Prometheus metrics, and a
+graceful shutdown that lets requests in flight finish."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.app import create_app
+from ebl.logs import JsonFormatter
+from ebl.service import Node
+from tests.conftest import CARRIER, CQ_CUSTOMS, DATABASES, SHIPPER, Api, assert_error, load_sample, node_settings
+from tests.nodeproc import NodeProcess
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Api]:
+    # A token every 1000 s: within a test, nothing refills, whatever the machine's speed.
+    node = Node.open(node_settings(tmp_path, rate_limit_per_second=0.001, rate_limit_burst=3))
+    with TestClient(create_app(node), raise_server_exceptions=False) as client:
+        yield Api(client)
+    node.close()
+
+
+def test_an_api_key_over_its_limit_gets_429_with_retry_after(limited: Api) -> None:
+    answers = [limited.get(SHIPPER, "/v1/parties") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    refused = limited.get(SHIPPER, "/v1/parties")
+    assert_error(refused, 429, "RATE_LIMITED")
+    assert int(refused.headers["Retry-After"]) >= 1
+    # Another key has a bucket of its own; health checks and scrapes are never limited.
+    assert limited.get(CARRIER, "/v1/parties").status_code == 200
+    assert all(limited.client.get("/health").status_code == 200 for _ in range(5))
+
+
+def test_requests_carry_an_id_the_client_may_choose(api: Api) -> None:
+    chosen = api.client.get("/health", headers={"X-Request-ID": "trace-42.a"})
+    assert chosen.headers["X-Request-ID"] == "trace-42.a"
+    made_up = api.client.get("/health", headers={"X-Request-ID": "not a sane id"})
+    generated = api.client.get("/health")
+    assert made_up.headers["X-Request-ID"] != "not a sane id"
+    assert len({made_up.headers["X-Request-ID"], generated.headers["X-Request-ID"]}) == 2
+
+
+@pytest.fixture
+def access_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("ebl.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield stream
+    logger.removeHandler(handler)
+
+
+def test_each_request_is_one_json_log_line_with_its_id_and_no_secret(
+    api: Api, access_log: io.StringIO, sample: dict[str, Any]
+) -> None:
+    api_key = api.parties[CARRIER]["apiKey"]
+    response = api.client.post(
+        "/v1/ebls",
+        json={"transportDocument": sample, "issueTo": api.issue_to(SHIPPER)},
+        headers={**api.headers(CARRIER), "X-Request-ID": "issue-1"},
+    )
+    assert response.status_code == 201
+    lines = [json.loads(line) for line in access_log.getvalue().splitlines()]
+    entry = next(line for line in lines if line.get("request_id") == "issue-1")
+    assert entry | {"time": None, "duration_ms": None} == {
+        "time": None,
+        "level": "INFO",
+        "logger": "ebl.access",
+        "message": "request",
+        "request_id": "issue-1",
+        "method": "POST",
+        "path": "/v1/ebls",
+        "status": 201,
+        "duration_ms": None,
+        "party": api.parties[CARRIER]["id"],
+    }
+    assert api_key not in access_log.getvalue()
+
+
+def _metrics(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_by_route_and_show_ebls_and_log_size(api: Api, sample: dict[str, Any]) -> None:
+    assert _metrics(api.client)[("ebl_ebls", ())] == 0
+    assert api.issue(sample).status_code == 201
+    reference = sample["transportDocumentReference"]
+    assert api.get(CQ_CUSTOMS, f"/v1/ebls/{reference}").status_code == 200
+    assert api.get(CQ_CUSTOMS, "/v1/ebls/NO-SUCH-REF").status_code == 404
+    metrics = _metrics(api.client)
+    route = (("method", "GET"), ("route", "/v1/ebls/{reference}"))
+    assert metrics[("ebl_http_requests_total", (*route, ("status", "200")))] == 1
+    assert metrics[("ebl_http_requests_total", (*route, ("status", "404")))] == 1
+    assert metrics[("ebl_http_requests_total", (("method", "POST"), ("route", "/v1/ebls"), ("status", "201")))] == 1
+    assert metrics[("ebl_http_request_duration_seconds_count", route)] == 2
+    assert metrics[("ebl_ebls", ())] == 1
+    assert metrics[("ebl_log_size", ())] == 1
+    assert metrics[("ebl_http_requests_in_flight", ())] == 1  # the scrape itself
+
+
+def test_a_stopping_server_finishes_the_requests_in_flight(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path, DATABASES.url(tmp_path))
+    node.start()
+    parties = {p["partyName"]: p for p in httpx.get(f"{node.url}/sandbox/parties").json()}
+    shipper = parties[SHIPPER]
+    body = json.dumps(
+        {
+            "transportDocument": load_sample(),
+            "issueTo": {
+                "partyName": shipper["partyName"],
+                "sendToPlatform": shipper["eblPlatform"],
+                "identifyingCodes": shipper["identifyingCodes"],
+            },
+        }
+    ).encode()
+    release = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield body[:100]
+        assert release.wait(timeout=60)
+        yield body[100:]
+
+    answers: list[httpx.Response] = []
+    exit_status: list[int | None] = []
+
+    def send() -> None:
+        headers = {"Authorization": f"Bearer {parties[CARRIER]['apiKey']}", "Content-Type": "application/json"}
+        answers.append(httpx.post(f"{node.url}/v1/ebls", content=slow_body(), headers=headers, timeout=60))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        # The request is in flight once the server counts it (besides the scrape that asks).
+        deadline = time.monotonic() + 30
+        while _in_flight(node.url) < 2:
+            assert time.monotonic() < deadline, "the slow request never reached the server"
+        stopping = threading.Thread(target=lambda: exit_status.append(node.stop()))
+        stopping.start()
+        # The server stops accepting new connections before it lets the slow request finish.
+        deadline = time.monotonic() + 30
+        while _accepts(node.url):
+            assert time.monotonic() < deadline, "the server kept accepting connections after SIGTERM"
+        release.set()
+        sender.join(timeout=60)
+        stopping.join(timeout=60)
+    finally:
+        release.set()
+        node.stop()
+    [response] = answers
+    assert response.status_code == 201, response.text
+    # uvicorn ends by re-raising the signal it stopped for, once everything is shut down.
+    assert exit_status in ([0], [-signal.SIGTERM]), node.log
+    assert "Application shutdown complete." in node.log
+    assert all(json.loads(line) for line in node.log.splitlines() if line.strip())  # every log line is JSON
+
+
+def _in_flight(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name.endswith("flight"))
+
+
+def _accepts(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/health", timeout=2)
+    except httpx.TransportError:
+        return False
+    return True
