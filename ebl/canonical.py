@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 import rfc8785
@@ -48,6 +49,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise MalformedJson(f"duplicate object key {key!r} (RFC 7493 §2.3)")
         result[key] = value
     return result
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _check_unicode(value: Any) -> None:
@@ -87,7 +91,12 @@ def loads(data: bytes | str) -> Any:
         ) from None
     except RecursionError:
         raise MalformedJson("the JSON is nested too deeply") from None
-    _check_unicode(value)
+    # A lone surrogate comes either from the text itself (a str argument) or from a \uD800-\uDFFF escape; only
+    # then is the parsed value worth walking.
+    if isinstance(data, str):
+        _check_unicode(text)
+    if _SURROGATE_ESCAPE.search(text):
+        _check_unicode(value)
     return value
 
 

@@ -40,7 +40,7 @@ def _utc_millis(value: str) -> str:
     try:
         if not _ASCII_UTC_MILLIS.fullmatch(value):
             raise ValueError
-        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+        datetime.fromisoformat(value[:-1])
     except ValueError:
         raise ValueError("actionDateTime must be a real UTC time with milliseconds: 2026-11-20T08:30:00.000Z") from None
     return value

@@ -70,14 +70,28 @@ def kid(compact: Any) -> str:
 
 def unverified_payload(compact: Any) -> Any:
     """The payload as JSON, without checking the signature (to show what a broken entry claimed)."""
+    return canonical.loads(payload_bytes(compact))
+
+
+def payload_bytes(compact: Any) -> bytes:
+    """The payload bytes, without checking the signature."""
     try:
-        return canonical.loads(_b64decode(_parts(compact)[1]))
+        return _b64decode(_parts(compact)[1])
     except binascii.Error:
         raise InvalidSignature("the JWS payload is not base64url") from None
 
 
 def verify(compact: Any, key: PublicKey) -> Any:
     """Verify ``compact`` with ``key`` and return its JSON payload; raise :class:`InvalidSignature` otherwise."""
+    return canonical.loads(verify_bytes(compact, key))
+
+
+def verify_bytes(compact: Any, key: PublicKey) -> bytes:
+    """Verify ``compact`` with ``key`` and return the payload bytes it signs; raise :class:`InvalidSignature`.
+
+    For a caller that already read the payload (:func:`unverified_payload`) and only needs to know that the
+    signature covers those very bytes.
+    """
     claimed = header(compact)
     if claimed.get("alg") != key.alg:
         raise InvalidSignature(
@@ -89,4 +103,4 @@ def verify(compact: Any, key: PublicKey) -> Any:
         result = jws.deserialize_compact(compact, key.jose_key(), algorithms=[key.alg])
     except (JoseError, ValueError, TypeError):
         raise InvalidSignature(f"the signature does not verify with key {key.kid}") from None
-    return canonical.loads(result.payload)
+    return bytes(result.payload)

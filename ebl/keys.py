@@ -18,6 +18,7 @@ import secrets
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,13 @@ class PublicKey:
     def alg(self) -> str:
         return str(self.jwk["alg"])
 
-    def jose_key(self) -> _JoseKey:
+    @cached_property
+    def _jose_key(self) -> _JoseKey:
         return _import_public(self.jwk)
+
+    def jose_key(self) -> _JoseKey:
+        # Imported once per key: a chain verifies many entries with the same few keys.
+        return self._jose_key
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.jwk)
@@ -78,10 +84,14 @@ class SigningKey:
     def kid(self) -> str:
         return self.public.kid
 
-    def jose_key(self) -> _JoseKey:
+    @cached_property
+    def _jose_key(self) -> _JoseKey:
         if isinstance(self.private, ed25519.Ed25519PrivateKey):
             return jwk.OKPKey.import_key(self.private)
         return jwk.ECKey.import_key(self.private)
+
+    def jose_key(self) -> _JoseKey:
+        return self._jose_key
 
 
 def generate(curve: str = "Ed25519") -> SigningKey:
