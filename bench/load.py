@@ -77,6 +77,7 @@ class Server:
             "EBL_SANDBOX": "true",
             "EBL_RATE_LIMIT_PER_SECOND": "0",
         }
+        folder.mkdir(parents=True, exist_ok=True)
         self.log = (folder / "serve.log").open("wb")
         port = self.url.rsplit(":", 1)[1]
         command = [str(Path(sys.executable).parent / "ebl"), "serve", "--port", port, "--workers", str(workers)]
@@ -173,8 +174,8 @@ def _top_up(url: str, script: str, env: dict[str, str], measured: Result, load: 
     wrk("top-up", url, script, env, **(load | {"duration": seconds}))
 
 
-def _postgres_database(admin_url: str) -> tuple[str, str]:
-    name = f"ebl_bench_{int(time.time())}"
+def _postgres_database(admin_url: str, suffix: str = "") -> tuple[str, str]:
+    name = f"ebl_bench_{int(time.time())}{'_' + suffix if suffix else ''}"
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.exec_driver_sql(f"CREATE DATABASE {name}")
