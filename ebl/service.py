@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -287,14 +287,6 @@ class Node:
         self._sandbox_seed = (
             keys.load_or_create_secret(keys_dir / f"sandbox-{self.platform}.bin") if settings.is_sandbox else None
         )
-
-    def _peer_node_keys(self) -> dict[str, list[Ed25519PublicKey]]:
-        """The Ed25519 node keys of the other platforms the trust store recognises: the logs this node witnesses."""
-        return {
-            platform: [raw for key in keys_ if (raw := key.ed25519()) is not None]
-            for platform, keys_ in self.trust.node_keys.items()
-            if platform != self.platform
-        }
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
