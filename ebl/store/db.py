@@ -117,14 +117,16 @@ def read_session(engine: Engine) -> Iterator[Session]:
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on any exception."""
-    with _writers_turn(engine), Session(engine, expire_on_commit=False) as session:
-        session.connection(execution_options={_WRITE: True})
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with (
+        _writers_turn(engine),
+        engine.connect().execution_options(**{_WRITE: True}) as connection,
+        connection.begin(),
+        # The session joins the connection's transaction, which commits when the block ends (a Session that
+        # managed its own transaction costs ~50 µs more on each one).
+        Session(bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only") as session,
+    ):
+        yield session
+        session.flush()
 
 
 _SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
