@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import copy
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import IntegrityError
 
 from ebl.audit import AuditSummary, audit
 from ebl.service import Node
+from ebl.store.db import write_session
+from ebl.store.repositories import EblRepository
+from ebl.store.tables import ChainEntryRow
 from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, CQ_CUSTOMS, SG_BANK, SG_CUSTOMS, SHIPPER, Api, assert_error
 
 REF = "YXRS2611CKGSIN001"
@@ -78,3 +84,26 @@ def test_concurrent_actions_on_different_ebls_all_succeed(api: Api, node: Node, 
     assert [r.status_code for r in moved] == [201] * CLIENTS, [r.text for r in moved if r.status_code != 201]
     summary = _assert_audit_passes(node)
     assert (summary.ebls, summary.entries) == (CLIENTS, 2 * CLIENTS)
+
+
+def test_the_database_refuses_a_second_entry_at_the_same_chain_position(
+    api: Api, node: Node, sample: dict[str, Any]
+) -> None:
+    """Below the row lock, the unique key on (eBL, sequence) is what makes a second writer fail."""
+    assert api.issue(sample).status_code == 201
+    with write_session(node.engine) as session:
+        ebls = EblRepository(session)
+        row = ebls.latest(REF)
+        assert row is not None and row.id is not None
+        [first] = ebls.entries(row.id)
+    twin = ChainEntryRow(
+        ebl_id=row.id,
+        sequence=0,
+        jws=first.jws + "x",
+        checksum="0" * 64,
+        action_code="ISSUE",
+        created_at=datetime.now(UTC),
+    )
+    with pytest.raises(IntegrityError), write_session(node.engine) as session:
+        EblRepository(session).add_entry(twin)
+    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 1

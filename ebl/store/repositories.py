@@ -6,7 +6,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from ebl.parties import code_keys
@@ -24,6 +25,25 @@ from ebl.store.tables import (
     WitnessedLogRow,
 )
 
+# The ORM statements every request runs, built once: building a statement costs about as much as running it.
+_PARTY_BY_API_KEY_HASH = select(PartyRow).where(PartyRow.api_key_hash == bindparam("hash"))
+_PARTIES_BY_ID = (
+    select(PartyRow)
+    .where(col(PartyRow.id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(PartyRow.created_at), col(PartyRow.id))
+)
+_KEYS_OF_PARTY = (
+    select(PartyKeyRow).where(PartyKeyRow.party_id == bindparam("party_id")).order_by(col(PartyKeyRow.created_at))
+)
+_LATEST_EBL = (
+    select(EblRow)
+    .where(EblRow.transport_document_reference == bindparam("reference"))
+    .order_by(col(EblRow.id).desc())
+    .limit(1)
+)
+_LATEST_EBL_FOR_UPDATE = _LATEST_EBL.with_for_update()
+_CHAIN = select(ChainEntryRow).where(ChainEntryRow.ebl_id == bindparam("ebl_id")).order_by(col(ChainEntryRow.sequence))
+
 
 class _DriverSql:
     """SQL sent straight to the database driver, on the connection of the session's transaction.
@@ -38,15 +58,25 @@ class _DriverSql:
         self._driver: Any = None
 
     def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
-        """Run ``statement`` on the driver; returns its cursor."""
+        """Run ``statement`` on the driver; returns its cursor. A broken constraint raises SQLAlchemy's
+        :class:`~sqlalchemy.exc.IntegrityError`, as the ORM's statements do."""
+        bind = self._session.get_bind()
         if self._driver is None:
             # The session keeps one connection for its transaction, and a repository lives within one transaction.
             self._driver = self._session.connection().connection.driver_connection
         cursor = self._driver.cursor()
         if self._postgresql:
             statement = statement.replace("?", "%s")
-        cursor.execute(statement, parameters)
+        try:
+            cursor.execute(statement, parameters)
+        except bind.dialect.loaded_dbapi.IntegrityError as exc:
+            raise IntegrityError(statement, parameters, exc) from exc
         return cursor
+
+    def _timestamp(self, value: datetime) -> Any:
+        # SQLite has no timestamp type: store the text SQLAlchemy would have stored.
+        utc = value.astimezone(UTC)
+        return utc if self._postgresql else utc.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 class PartyRepository(_DriverSql):
@@ -54,21 +84,23 @@ class PartyRepository(_DriverSql):
         return self._session.get(PartyRow, party_id)
 
     def by_api_key_hash(self, api_key_hash: str) -> PartyRow | None:
-        return self._session.exec(select(PartyRow).where(PartyRow.api_key_hash == api_key_hash)).first()
+        return self._session.exec(_PARTY_BY_API_KEY_HASH, params={"hash": api_key_hash}).first()
 
     def with_codes(self, platform: str, codes: Iterable[tuple[str, str]]) -> list[PartyRow]:
         """The parties of ``platform`` that hold any of these ``(codeListProvider, partyCode)`` pairs."""
         wanted = sorted(set(codes))
         if not wanted:
             return []
-        # On every issuance and action: primary-key lookups in plain SQL, then the rows through the identity map.
+        # On every issuance and action: primary-key lookups in plain SQL, then the rows in one query.
         matches = " OR ".join(["(code_list_provider = ? AND party_code = ?)"] * len(wanted))
         holders = self._execute(
             f"SELECT DISTINCT party_id FROM party_code WHERE {matches}",  # noqa: S608
             [value for pair in wanted for value in pair],
         ).fetchall()
-        found = [row for (party_id,) in holders if (row := self.get(party_id)) is not None]
-        return sorted((row for row in found if row.ebl_platform == platform), key=lambda row: (row.created_at, row.id))
+        if not holders:
+            return []
+        found = self._session.exec(_PARTIES_BY_ID, params={"ids": [party_id for (party_id,) in holders]}).all()
+        return [row for row in found if row.ebl_platform == platform]
 
     def on_platform(self, platform: str) -> Sequence[PartyRow]:
         statement = select(PartyRow).where(PartyRow.ebl_platform == platform).order_by(col(PartyRow.created_at))
@@ -85,8 +117,7 @@ class PartyRepository(_DriverSql):
             self._session.add(PartyCodeRow(code_list_provider=provider, party_code=code, party_id=row.id))
 
     def keys_of(self, party_id: str) -> Sequence[PartyKeyRow]:
-        statement = select(PartyKeyRow).where(PartyKeyRow.party_id == party_id).order_by(col(PartyKeyRow.created_at))
-        return self._session.exec(statement).all()
+        return self._session.exec(_KEYS_OF_PARTY, params={"party_id": party_id}).all()
 
     def key(self, kid: str) -> PartyKeyRow | None:
         return self._session.get(PartyKeyRow, kid)
@@ -104,12 +135,8 @@ class EblRepository(_DriverSql):
 
         The lock makes conflicting actions on one eBL queue up, so each reads the chain its predecessor wrote.
         """
-        statement = (
-            select(EblRow).where(EblRow.transport_document_reference == reference).order_by(col(EblRow.id).desc())
-        )
-        if for_update:
-            statement = statement.with_for_update()
-        return self._session.exec(statement).first()
+        statement = _LATEST_EBL_FOR_UPDATE if for_update else _LATEST_EBL
+        return self._session.exec(statement, params={"reference": reference}).first()
 
     def add(self, row: EblRow) -> EblRow:
         self._session.add(row)
@@ -120,13 +147,15 @@ class EblRepository(_DriverSql):
         self._session.add(row)
 
     def entries(self, ebl_id: int) -> Sequence[ChainEntryRow]:
-        statement = select(ChainEntryRow).where(ChainEntryRow.ebl_id == ebl_id).order_by(col(ChainEntryRow.sequence))
-        return self._session.exec(statement).all()
+        return self._session.exec(_CHAIN, params={"ebl_id": ebl_id}).all()
 
     def add_entry(self, row: ChainEntryRow) -> None:
-        self._session.add(row)
-        # Flush now so that a lost race on (ebl_id, sequence) surfaces here, inside the caller's transaction.
-        self._session.flush()
+        """Store a chain entry now: a lost race on ``(ebl_id, sequence)`` raises ``IntegrityError`` here."""
+        self._execute(
+            "INSERT INTO chain_entry (ebl_id, sequence, jws, checksum, action_code, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (row.ebl_id, row.sequence, row.jws, row.checksum, row.action_code, self._timestamp(row.created_at)),
+        )
 
     def entry_by_checksum(self, checksum: str) -> ChainEntryRow | None:
         return self._session.exec(select(ChainEntryRow).where(ChainEntryRow.checksum == checksum)).first()
@@ -138,8 +167,8 @@ class EblRepository(_DriverSql):
             )
 
     def is_involved(self, ebl_id: int, party_id: str) -> bool:
-        statement = select(InvolvementRow).where(InvolvementRow.ebl_id == ebl_id, InvolvementRow.party_id == party_id)
-        return self._session.exec(statement).first() is not None
+        found = self._execute("SELECT 1 FROM involvement WHERE ebl_id = ? AND party_id = ?", (ebl_id, party_id))
+        return found.fetchone() is not None
 
     def count(self) -> int:
         return int(self._execute("SELECT COUNT(*) FROM ebl").fetchone()[0])
@@ -192,16 +221,9 @@ class LogRepository(_DriverSql):
         return int(self._execute('SELECT COALESCE(MAX("index") + 1, 0) FROM log_leaf').fetchone()[0])
 
     def add_leaf(self, index: int, entry_checksum: str, leaf_hash: bytes, created_at: datetime) -> None:
-        created_at = created_at.astimezone(UTC)
         self._execute(
             'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) VALUES (?, ?, ?, ?)',
-            (
-                index,
-                entry_checksum,
-                leaf_hash,
-                # SQLite has no timestamp type: store the text SQLAlchemy would have stored.
-                created_at if self._postgresql else created_at.strftime("%Y-%m-%d %H:%M:%S.%f"),
-            ),
+            (index, entry_checksum, leaf_hash, self._timestamp(created_at)),
         )
 
     def leaf(self, index: int) -> LogLeafRow | None:
