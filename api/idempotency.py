@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from pydantic import BaseModel
 
 from api.errors import ebl_error_response
 from ebl import canonical
@@ -21,11 +21,11 @@ def run(
     caller: Caller,
     body: Any,
     status_code: int,
-    action: Callable[[], Any],
+    action: Callable[[], BaseModel],
 ) -> Response:
     key = request.headers.get("idempotency-key")
     if key is None:
-        return JSONResponse(jsonable_encoder(action()), status_code=status_code)
+        return _json(action(), status_code)
     request_hash = canonical.sha256_hex(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + canonical.canonicalize(body)
     )
@@ -45,6 +45,11 @@ def run(
         node.finish_idempotent(caller, key, None)
         raise
     else:
-        response = JSONResponse(jsonable_encoder(result), status_code=status_code)
+        response = _json(result, status_code)
     node.finish_idempotent(caller, key, StoredResponse(response.status_code, bytes(response.body).decode()))
     return response
+
+
+def _json(model: BaseModel, status_code: int) -> Response:
+    # pydantic's own serialiser: an eBL carries its whole document, which jsonable_encoder would walk in Python.
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
