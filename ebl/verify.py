@@ -179,6 +179,14 @@ class _Context:
         return self.bundle.transportDocument
 
     @cached_property
+    def document_checksum(self) -> str:
+        """The RFC 8785 checksum of the document, computed once for the checks that compare it."""
+        try:
+            return canonical.checksum(self.document)
+        except EblError as exc:
+            raise _CheckFailed(f"transportDocument has no RFC 8785 checksum: {exc.message}") from None
+
+    @cached_property
     def folded(self) -> tuple[DocumentFacts, EblState]:
         """The facts and the final state (:func:`_fold`), computed once for the check and the report."""
         return _fold(self)
@@ -274,13 +282,6 @@ def _verified_manifest(ctx: _Context, key: PublicKey) -> IssuanceManifest:
         ) from None
 
 
-def _document_checksum(ctx: _Context) -> str:
-    try:
-        return canonical.checksum(ctx.document)
-    except EblError as exc:
-        raise _CheckFailed(f"transportDocument has no RFC 8785 checksum: {exc.message}") from None
-
-
 def _document_reference(ctx: _Context) -> str:
     reference = ctx.document.get("transportDocumentReference")
     if not isinstance(reference, str):
@@ -301,7 +302,7 @@ def _issuing_party(ctx: _Context) -> dict[str, Any]:
 
 def _check_document_integrity(ctx: _Context) -> str:
     """1. DOCUMENT_INTEGRITY: the document is the one every entry, the head and the issuance manifest sign for."""
-    expected = _document_checksum(ctx)
+    expected = ctx.document_checksum
     reference = _document_reference(ctx)
     head = _unverified_head(ctx)
     claims: list[tuple[str, int | None, str]] = [
@@ -365,7 +366,7 @@ def _check_issuance(ctx: _Context) -> str:
     manifest_jws = ctx.manifest_jws()
     kid = _kid(manifest_jws, "entry 0's issuance manifest", 0)
     manifest = _verified_manifest(ctx, _issuance_key(ctx, kid, first.eblPlatform))
-    document_checksum = _document_checksum(ctx)
+    document_checksum = ctx.document_checksum
     if manifest.documentChecksum != document_checksum:
         raise _CheckFailed(
             f"entry 0's issuance manifest: documentChecksum {manifest.documentChecksum} is not the RFC 8785 checksum "
