@@ -93,10 +93,11 @@ def test_indexing_party_codes_carries_over_the_parties_already_registered(databa
             )
         migrate(engine)
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT code_list_provider, party_code, party_id FROM party_code")).all()
+            columns = "ebl_platform, code_list_provider, party_code, party_id"
+            rows = connection.execute(text(f"SELECT {columns} FROM party_code")).all()
     finally:
         engine.dispose()
     assert sorted(map(tuple, rows)) == [
-        ("GLEIF", "529900T8BM49AURSDO55", "p1"),
-        ("W3C", "did:web:shipper.example", "p1"),
+        ("CQSB", "GLEIF", "529900T8BM49AURSDO55", "p1"),
+        ("CQSB", "W3C", "did:web:shipper.example", "p1"),
     ]

@@ -94,13 +94,12 @@ class PartyRepository(_DriverSql):
         # On every issuance and action: primary-key lookups in plain SQL, then the rows in one query.
         matches = " OR ".join(["(code_list_provider = ? AND party_code = ?)"] * len(wanted))
         holders = self._execute(
-            f"SELECT DISTINCT party_id FROM party_code WHERE {matches}",  # noqa: S608
-            [value for pair in wanted for value in pair],
+            f"SELECT DISTINCT party_id FROM party_code WHERE ebl_platform = ? AND ({matches})",  # noqa: S608
+            [platform, *(value for pair in wanted for value in pair)],
         ).fetchall()
         if not holders:
             return []
-        found = self._session.exec(_PARTIES_BY_ID, params={"ids": [party_id for (party_id,) in holders]}).all()
-        return [row for row in found if row.ebl_platform == platform]
+        return list(self._session.exec(_PARTIES_BY_ID, params={"ids": [party_id for (party_id,) in holders]}).all())
 
     def on_platform(self, platform: str) -> Sequence[PartyRow]:
         statement = select(PartyRow).where(PartyRow.ebl_platform == platform).order_by(col(PartyRow.created_at))
@@ -114,7 +113,11 @@ class PartyRepository(_DriverSql):
         # Without ORM relationships the unit of work does not order inserts by foreign key: flush the party first.
         self._session.flush()
         for provider, code in code_keys({"identifyingCodes": row.identifying_codes}):
-            self._session.add(PartyCodeRow(code_list_provider=provider, party_code=code, party_id=row.id))
+            self._session.add(
+                PartyCodeRow(
+                    ebl_platform=row.ebl_platform, code_list_provider=provider, party_code=code, party_id=row.id
+                )
+            )
 
     def keys_of(self, party_id: str) -> Sequence[PartyKeyRow]:
         return self._session.exec(_KEYS_OF_PARTY, params={"party_id": party_id}).all()

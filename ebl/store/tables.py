@@ -22,10 +22,11 @@ class PartyRow(SQLModel, table=True):
 
 
 class PartyCodeRow(SQLModel, table=True):
-    """One identifying code of a party of this node: a ``(codeListProvider, partyCode)`` pair names one party."""
+    """One identifying code of a party: on a platform, a ``(codeListProvider, partyCode)`` pair names one party."""
 
     __tablename__ = "party_code"
 
+    ebl_platform: str = Field(primary_key=True, max_length=4)
     code_list_provider: str = Field(primary_key=True, max_length=100)
     party_code: str = Field(primary_key=True, max_length=150)
     party_id: str = Field(foreign_key="party.id", index=True, max_length=32)
