@@ -32,6 +32,7 @@ class _Load:
         self.checkpoints: list[str] = []
         self.enough = threading.Event()
         self.unexpected: list[str] = []
+        self.cut_off = 0
         self._lock = threading.Lock()
 
     def _ack(self, reference: str, length: int) -> None:
@@ -77,7 +78,9 @@ class _Load:
                         with self._lock:
                             self.checkpoints.append(checkpoint.text)
                 except httpx.TransportError:
-                    return  # the node is gone
+                    with self._lock:
+                        self.cut_off += 1  # this client's request was in flight when the node died
+                    return
 
 
 def _b64(values: list[str]) -> list[bytes]:
@@ -98,6 +101,7 @@ def test_a_node_killed_mid_write_keeps_every_acknowledged_action(tmp_path: Path)
         for client in clients:
             client.join(timeout=60)
         assert not load.unexpected, load.unexpected[:3]
+        assert load.cut_off >= 1, "no request was in flight when the node was killed"
         assert load.checkpoints
 
         node.start()
