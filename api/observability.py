@@ -30,7 +30,7 @@ access_log = logging.getLogger("ebl.access")
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Scrapes and health checks are neither limited nor counted against a client.
-_UNLIMITED_PATHS = frozenset({"/metrics", "/health"})
+UNLIMITED_PATHS = frozenset({"/metrics", "/health"})
 
 
 class _NodeCollector(Collector):
@@ -100,7 +100,7 @@ class Observability:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            wait = self.limiter.take(_client(scope)) if self.limiter and scope["path"] not in _UNLIMITED_PATHS else 0
+            wait = self.limiter.take(_client(scope)) if self.limiter and scope["path"] not in UNLIMITED_PATHS else 0
             if wait:
                 response = error_response(
                     Request(scope), 429, "RATE_LIMITED", f"too many requests for this API key; retry in {wait} s"

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from api.errors import ErrorResponse
+from api.observability import UNLIMITED_PATHS
 
 _BODY_MODELS: dict[str, type[BaseModel]] = {}
 
@@ -41,7 +42,22 @@ def install(app: FastAPI) -> None:
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[name] = model_schema
+            _document_rate_limit(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_rate_limit(schema: dict[str, Any]) -> None:
+    """Every operation but the scrape and the health check may answer 429 (api.observability)."""
+    too_many = {
+        "description": "over this API key's rate limit; retry after the seconds in Retry-After",
+        "headers": {"Retry-After": {"description": "whole seconds to wait", "schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path in UNLIMITED_PATHS:
+            continue
+        for operation in operations.values():
+            operation.setdefault("responses", {})["429"] = too_many

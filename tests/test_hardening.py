@@ -45,6 +45,13 @@ def test_an_api_key_over_its_limit_gets_429_with_retry_after(limited: Api) -> No
     assert all(limited.client.get("/health").status_code == 200 for _ in range(5))
 
 
+def test_the_openapi_document_tells_clients_about_the_rate_limit(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    refused = paths["/v1/ebls"]["post"]["responses"]["429"]
+    assert "Retry-After" in refused["headers"]
+    assert "429" not in paths["/health"]["get"]["responses"]
+
+
 def test_requests_carry_an_id_the_client_may_choose(api: Api) -> None:
     chosen = api.client.get("/health", headers={"X-Request-ID": "trace-42.a"})
     assert chosen.headers["X-Request-ID"] == "trace-42.a"
