@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 _WRITE = "ebl_write"
+_CONNECTION = "ebl_connection"
 
 
 class DatabaseSetupError(RuntimeError):
@@ -125,8 +126,19 @@ def write_session(engine: Engine) -> Iterator[Session]:
         # managed its own transaction costs ~50 µs more on each one).
         Session(bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only") as session,
     ):
+        session.info[_CONNECTION] = connection
         yield session
         session.flush()
+
+
+def driver_connection(session: Session) -> Any:
+    """The database driver's connection under ``session``'s transaction, for SQL sent to the driver directly.
+
+    A write session hands over its connection without starting the ORM's own bookkeeping, which a transaction that
+    only sends plain SQL (a log append, a checkpoint) then never pays for.
+    """
+    connection = session.info.get(_CONNECTION) or session.connection()
+    return connection.connection.driver_connection
 
 
 _SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from ebl.parties import code_keys
+from ebl.store.db import driver_connection
 from ebl.store.tables import (
     ChainEntryRow,
     CheckpointRow,
@@ -63,7 +64,7 @@ class _DriverSql:
         bind = self._session.get_bind()
         if self._driver is None:
             # The session keeps one connection for its transaction, and a repository lives within one transaction.
-            self._driver = self._session.connection().connection.driver_connection
+            self._driver = driver_connection(self._session)
         cursor = self._driver.cursor()
         if self._postgresql:
             statement = statement.replace("?", "%s")
