@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio.to_thread
 import httpx
@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors, openapi
 from api.observability import Metrics, Observability
-from api.routes import dcsa, ebls, log, meta, verify
+from api.routes import dcsa, ebls, log, meta, pint, verify
 from ebl.config import Settings
+from ebl.pint import Courier
 from ebl.ratelimit import RateLimiter
 from ebl.service import Node
 
@@ -39,7 +40,7 @@ async def _checkpoint_every(node: Node, seconds: float) -> None:
         await asyncio.sleep(seconds)
         try:
             await run_in_threadpool(node.sign_checkpoint)
-            if node.settings.witnesses:
+            if node.settings.witness_urls:
                 await run_in_threadpool(_push, node)
         except Exception:
             logger.exception("signing or witnessing the periodic checkpoint failed; trying again in %s s", seconds)
@@ -48,6 +49,22 @@ async def _checkpoint_every(node: Node, seconds: float) -> None:
 def _push(node: Node) -> None:
     with httpx.Client(timeout=10) as client:
         node.push_checkpoint(client)
+
+
+@contextlib.contextmanager
+def _courier(node: Node) -> Iterator[None]:
+    """With peers: the thread that delivers eBLs to their platforms (PINT), woken whenever an action sends one."""
+    if not node.settings.peers:
+        yield
+        return
+    with httpx.Client(timeout=10) as client:
+        courier = Courier(lambda: node.transfers.deliver_due(client))
+        node.departed = courier.wake
+        courier.start()
+        try:
+            yield
+        finally:
+            courier.stop()
 
 
 def create_app(node: Node | None = None, settings: Settings | None = None) -> FastAPI:
@@ -62,7 +79,8 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
         anyio.to_thread.current_default_thread_limiter().total_tokens = node.settings.worker_threads
         task = asyncio.create_task(_checkpoint_every(node, node.settings.checkpoint_interval_seconds))
         try:
-            yield
+            with _courier(node):
+                yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -82,6 +100,6 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
     app.add_middleware(Observability, metrics=app.state.metrics, limiter=limiter)
     errors.install(app)
     openapi.install(app)
-    for module in (meta, ebls, dcsa, verify, log):
+    for module in (meta, ebls, dcsa, pint, verify, log):
         app.include_router(module.router)
     return app

@@ -38,8 +38,18 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
     witnesses: list[str] = Field(
         default_factory=list,
-        description="URL prefixes of peer witnesses (C2SP tlog-witness), e.g. http://127.0.0.1:8001/v1/log/witness",
+        description="URL prefixes of peer witnesses (C2SP tlog-witness), e.g. http://127.0.0.1:8001/v1/log/witness; "
+        "default: the witness of every peer",
     )
+    peers: dict[str, str] = Field(
+        default_factory=dict,
+        description='other platforms\' nodes, by platform code, e.g. {"SGSB": "http://127.0.0.1:8001"}: eBLs move to '
+        "them over DCSA PINT, and they witness this node's log; with peers, a sandbox node seeds only its own side",
+    )
+
+    @property
+    def witness_urls(self) -> list[str]:
+        return self.witnesses or [f"{url.rstrip('/')}/v1/log/witness" for url in self.peers.values()]
 
     @model_validator(mode="after")
     def _default_sandbox(self) -> Settings:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, text
 
-from ebl import canonical, chain, credentials, jws, keys
+from ebl import canonical, chain, credentials, jws, keys, pint
 from ebl.bundle import assemble, sign_head
 from ebl.chain import ActionCode, DocumentFacts, EblState, EntryPayload, Status, Transaction
 from ebl.config import Settings
@@ -55,6 +55,7 @@ from ebl.store.repositories import (
     IdempotencyRepository,
     LogRepository,
     PartyRepository,
+    TransferRepository,
     WitnessRepository,
 )
 from ebl.store.tables import (
@@ -66,6 +67,7 @@ from ebl.store.tables import (
     PartyKeyRow,
     PartyRow,
 )
+from ebl.transfers import Transfers
 from ebl.verify import VerificationReport, verify_bundle
 
 MAX_PAGE_SIZE = 100
@@ -182,6 +184,18 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class _Recipient:
+    """Whom an action hands the eBL to: a party of this node, or one of a peer platform."""
+
+    ref: dict[str, Any]
+    local_id: str | None
+
+    @property
+    def local_ids(self) -> list[str]:
+        return [self.local_id] if self.local_id is not None else []
+
+
+@dataclass(frozen=True)
 class StoredResponse:
     status_code: int
     body: str
@@ -252,6 +266,14 @@ def _named_codes(document: Mapping[str, Any]) -> set[tuple[str, str]]:
     return set().union(*(code_keys(p) for p in named))
 
 
+def _unknown_party(platform: str, where: str) -> BadRequest:
+    return BadRequest(
+        f"no party on {platform} has the identifying codes of {where}",
+        code="UNKNOWN_PARTY",
+        details=[ErrorDetail(message="unknown party", property=where, json_path=f"$.{where}")],
+    )
+
+
 def _transactions(entries: Sequence[ChainEntryRow]) -> list[Transaction]:
     return [EntryPayload.model_validate(jws.unverified_payload(e.jws)).transaction for e in entries]
 
@@ -287,6 +309,10 @@ class Node:
         self._sandbox_seed = (
             keys.load_or_create_secret(keys_dir / f"sandbox-{self.platform}.bin") if settings.is_sandbox else None
         )
+        self.transfers = Transfers(self)
+        self.departed: Callable[[], None] = lambda: None
+        """Called after an action sent an eBL to another platform: the API wakes its courier with it."""
+        self._peer_client = httpx.Client(timeout=5)
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
@@ -294,13 +320,15 @@ class Node:
         migrate(engine)
         node = cls(settings, engine)
         if settings.is_sandbox:
-            node.seed_corridor_parties(side=None)
+            # A lone node seeds the whole corridor; a node with peers seeds its own side (DESIGN §3).
+            node.seed_corridor_parties(side=node.platform if settings.peers else None)
         node.sign_checkpoint()
         return node
 
     def close(self) -> None:
         """Close the database connections this node holds (it opens new ones if it is used again)."""
         self.engine.dispose()
+        self._peer_client.close()
 
     # -- parties and authentication --
 
@@ -424,20 +452,36 @@ class Node:
             party_keys = [row.public_jwk for row in PartyRepository(session).all_keys()]
         return {"keys": [self.node_key.public.to_json(), *party_keys]}
 
-    def _resolve(self, parties: PartyRepository, ref: Mapping[str, Any], platform: str, where: str) -> PartyRow:
+    def _resolve(self, parties: PartyRepository, ref: Mapping[str, Any], platform: str, where: str) -> _Recipient:
         if platform != self.platform:
+            return _Recipient(self._remote_party(ref, platform, where), None)
+        found = parties.with_codes(platform, code_keys(ref))
+        if found:
+            return _Recipient(_row_ref(found[0]), found[0].id)
+        raise _unknown_party(platform, where)
+
+    def _remote_party(self, ref: Mapping[str, Any], platform: str, where: str) -> dict[str, Any]:
+        """A party on a peer platform, as that platform names it (DCSA receiver validation)."""
+        url = self.settings.peers.get(platform)
+        if url is None:
             raise Conflict(
                 f"{where} is on platform {platform}; this node ({self.platform}) has no route to it",
                 code="NO_ROUTE_TO_PLATFORM",
             )
-        found = parties.with_codes(platform, code_keys(ref))
-        if found:
-            return found[0]
-        raise BadRequest(
-            f"no party on {platform} has the identifying codes of {where}",
-            code="UNKNOWN_PARTY",
-            details=[ErrorDetail(message="unknown party", property=where, json_path=f"$.{where}")],
-        )
+        codes = [dict(c) for c in ref["identifyingCodes"]]
+        name = str(ref["partyName"])
+        try:
+            answer = self._peer_client.post(f"{url.rstrip('/')}/v3/receiver-validation", json=codes[0])
+        except httpx.HTTPError as exc:
+            # The peer is down: the transfer is recorded and delivered when it is back; the receiver checks the
+            # recipient then.
+            logger.warning("receiver validation at %s failed (%s): %s is taken as given", platform, exc, where)
+        else:
+            if answer.status_code == 404:
+                raise _unknown_party(platform, where)
+            if answer.status_code == 200:
+                name = str(answer.json()["partyName"])
+        return _party_ref_json(name, platform, codes)
 
     def _custodial_key(self, parties: PartyRepository, party_id: str) -> keys.SigningKey:
         for row in parties.keys_of(party_id):
@@ -472,7 +516,7 @@ class Node:
         tx = Transaction(
             actionCode=ActionCode.ISSUE,
             actor=caller.ref(),
-            recipient=PartyRef.model_validate(_row_ref(recipient)),
+            recipient=PartyRef.model_validate(recipient.ref),
             actionDateTime=chain.action_datetime(_now()),
         )
         state = chain.apply(None, facts, tx)
@@ -506,8 +550,13 @@ class Node:
                 raise DuplicateIssuance(
                     f"{facts.transport_document_reference} was issued concurrently by another request"
                 ) from None
-            ebls.involve(row.id, [caller.id, recipient.id, *(p.id for p in named)])
-            return self._view(row, state, document)
+            ebls.involve(row.id, [caller.id, *recipient.local_ids, *(p.id for p in named)])
+            if state.platform != self.platform:
+                self.transfers.record_departure(session, row.id, 0, state.platform)
+            view = self._view(row, state, document)
+        if state.platform != self.platform:
+            self.departed()
+        return view
 
     def _check_manifest(
         self,
@@ -591,6 +640,12 @@ class Node:
                 raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
             document = json.loads(row.document_json)
             facts = DocumentFacts.of(document)
+            if not self.party_chain_complete(session, row):
+                raise Conflict(
+                    f"{reference} came from a platform that sent no party-signed chain: it can be read here, not "
+                    "acted on",
+                    code="PARTY_CHAIN_MISSING",
+                )
             entries = ebls.entries(row.id)
             state = chain.fold(facts, _transactions(entries))
             recipient = self._recipient(parties, request, state)
@@ -598,7 +653,7 @@ class Node:
         tx = Transaction(
             actionCode=request.actionCode,
             actor=caller.ref(),
-            recipient=PartyRef.model_validate(_row_ref(recipient)) if recipient else None,
+            recipient=PartyRef.model_validate(recipient.ref) if recipient else None,
             actionDateTime=chain.action_datetime(_now()),
             reasonCode=request.reasonCode,
             comments=request.comments,
@@ -626,10 +681,16 @@ class Node:
             current.status = new_state.status.value
             current.chain_length = new_state.length
             ebls.save(current)
-            ebls.involve(row.id, [caller.id, *([recipient.id] if recipient else [])])
-            return self._view(current, new_state, document)
+            ebls.involve(row.id, [caller.id, *(recipient.local_ids if recipient else [])])
+            departs = new_state.platform != self.platform
+            if departs:
+                self.transfers.record_departure(session, row.id, payload.sequence, new_state.platform)
+            view = self._view(current, new_state, document)
+        if departs:
+            self.departed()
+        return view
 
-    def _recipient(self, parties: PartyRepository, request: TransactionRequest, state: EblState) -> PartyRow | None:
+    def _recipient(self, parties: PartyRepository, request: TransactionRequest, state: EblState) -> _Recipient | None:
         if request.recipient is not None:
             return self._resolve(parties, request.recipient.to_json(), request.recipient.eblPlatform, "recipient")
         if request.actionCode == ActionCode.SREJ and state.surrender_requester is not None:
@@ -668,9 +729,35 @@ class Node:
 
     def get(self, caller: Caller, reference: str) -> EblView:
         with read_session(self.engine) as session:
-            row, entries = self._load(session, caller, reference)
+            row = self._visible(EblRepository(session), caller, reference)
+            history = self.history(session, row)
         document = json.loads(row.document_json)
-        return self._view(row, chain.fold(DocumentFacts.of(document), _transactions(entries)), document)
+        return self._view(row, chain.fold(DocumentFacts.of(document), history), document)
+
+    def transfers_of(self, caller: Caller, reference: str) -> list[dict[str, Any]]:
+        """The eBL's transfers to other platforms, with the receivers' signed answers."""
+        with read_session(self.engine) as session:
+            row = self._visible(EblRepository(session), caller, reference)
+            assert row.id is not None
+            return self.transfers.status(session, row.id)
+
+    def history(self, session: Session, row: EblRow) -> list[Transaction]:
+        """Every transaction of the eBL: from its party-signed entries, or, for an eBL that came from a platform
+        that sent no party-signed chain, from the platform-signed transfer chain."""
+        assert row.id is not None
+        if self.party_chain_complete(session, row):
+            return _transactions(EblRepository(session).entries(row.id))
+        return pint.transactions_of([hop.jws for hop in TransferRepository(session).chain(row.id)])
+
+    @staticmethod
+    def party_chain_complete(session: Session, row: EblRow) -> bool:
+        assert row.id is not None
+        hops = TransferRepository(session).chain(row.id)
+        return not hops or hops[-1].last_sequence < len(EblRepository(session).entries(row.id))
+
+    @staticmethod
+    def named_codes(document: Mapping[str, Any]) -> set[tuple[str, str]]:
+        return _named_codes(document)
 
     def list_ebls(self, caller: Caller, *, limit: int, cursor: str | None) -> EblPage:
         after_id = _decode_cursor(cursor)
@@ -682,7 +769,7 @@ class Node:
             for row in rows[:limit]:
                 assert row.id is not None
                 document = json.loads(row.document_json)
-                state = chain.fold(DocumentFacts.of(document), _transactions(ebls.entries(row.id)))
+                state = chain.fold(DocumentFacts.of(document), self.history(session, row))
                 items.append(self._view(row, state, document))
         last_id = rows[limit - 1].id if len(rows) > limit else None
         next_cursor = _encode_cursor(last_id) if last_id is not None else None
@@ -694,23 +781,44 @@ class Node:
         return [e.jws for e in entries]
 
     def bundle(self, caller: Caller, reference: str) -> dict[str, Any]:
-        """Everything a verifier needs offline: document, chain, key credentials, a node-signed head, and the
-        log checkpoint with an inclusion proof (C2SP tlog-proof) for every entry."""
+        """Everything a verifier needs offline: document, chain, key credentials, a node-signed head, and for every
+        entry an inclusion proof (C2SP tlog-proof) in the log of the node that recorded it."""
         # A write transaction: the checkpoint may have to be signed now to cover the newest entries.
         with write_session(self.engine) as session:
             row, entries = self._load(session, caller, reference)
-            compacts = [e.jws for e in entries]
-            first = EntryPayload.model_validate(jws.unverified_payload(compacts[0]))
-            signers = {jws.kid(c) for c in compacts}
-            if first.issuanceManifestSignedContent is not None:
-                signers.add(jws.kid(first.issuanceManifestSignedContent))
-            parties = PartyRepository(session)
-            found = [parties.key(kid) for kid in sorted(signers)]
-            creds = [k.credential for k in found if k is not None]
-            log = LogRepository(session)
-            checkpoint = self.ledger.sign_checkpoint(log, _now())
-            cosigned = self._cosigned(session, checkpoint)
-            proofs = [self.ledger.tlog_proof(log, e.checksum, checkpoint, cosigned) for e in entries]
+            if not self.party_chain_complete(session, row):
+                raise Conflict(
+                    f"{reference} came from a platform that sent no party-signed chain: there is no bundle to export",
+                    code="PARTY_CHAIN_MISSING",
+                )
+            return self.export(session, row, entries)
+
+    def export(self, session: Session, row: EblRow, entries: Sequence[ChainEntryRow]) -> dict[str, Any]:
+        """The bundle of ``entries`` (a chain's first entries, or all of them), in the caller's write transaction."""
+        compacts = [e.jws for e in entries]
+        payloads = [EntryPayload.model_validate(jws.unverified_payload(c)) for c in compacts]
+        signers = {jws.kid(c) for c in compacts}
+        if payloads[0].issuanceManifestSignedContent is not None:
+            signers.add(jws.kid(payloads[0].issuanceManifestSignedContent))
+        parties, transfers = PartyRepository(session), TransferRepository(session)
+        creds = []
+        for kid in sorted(signers):
+            local = parties.key(kid)
+            foreign = transfers.foreign_credential(kid) if local is None else None
+            creds += [local.credential] if local else [foreign.credential] if foreign else []
+        log = LogRepository(session)
+        checkpoint = self.ledger.sign_checkpoint(log, _now())
+        cosigned = self._cosigned(session, checkpoint)
+        # Entries other platforms recorded are proven in their logs: the proofs came with the eBL.
+        foreign_proofs = transfers.foreign_proofs(
+            e.checksum for e, p in zip(entries, payloads, strict=True) if p.eblPlatform != self.platform
+        )
+        proofs = [
+            self.ledger.tlog_proof(log, e.checksum, checkpoint, cosigned)
+            if p.eblPlatform == self.platform
+            else foreign_proofs[e.checksum]
+            for e, p in zip(entries, payloads, strict=True)
+        ]
         head = sign_head(
             self.node_key,
             document_checksum=row.document_checksum,
@@ -798,7 +906,7 @@ class Node:
             for k in keys_
             if (raw := k.ed25519())
         ]
-        for url in self.settings.witnesses:
+        for url in self.settings.witness_urls:
             with read_session(self.engine) as session:
                 latest = LogRepository(session).latest_checkpoint()
                 old = WitnessRepository(session).last_cosigned_size(url)

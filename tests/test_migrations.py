@@ -16,7 +16,7 @@ from ebl import cli
 from ebl.store.db import DatabaseSetupError, make_engine, migrate
 from tests.conftest import DATABASES
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture

@@ -80,3 +80,14 @@ def get_chain(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, lis
 )
 def get_bundle(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, Any]:
     return node.bundle(caller, reference)
+
+
+@router.get(
+    "/{reference}/transfers",
+    summary="Its transfers to other platforms (DCSA PINT), with the receivers' signed answers",
+    description="`PENDING` while the node retries (with `lastError`), then `DELIVERED` (`RECE`/`DUPE`) or `REFUSED`; "
+    "`signedResponse` is the receiving platform's signed answer, kept as the receipt.",
+    responses={k: ERRORS[k] for k in (401, 404)},
+)
+def get_transfers(node: NodeDep, caller: CallerDep, reference: str) -> list[dict[str, Any]]:
+    return node.transfers_of(caller, reference)

@@ -13,16 +13,22 @@ from sqlmodel import Session, col, select
 from ebl.parties import code_keys
 from ebl.store.db import driver_connection
 from ebl.store.tables import (
+    AdditionalDocumentRow,
     ChainEntryRow,
     CheckpointRow,
     CosignatureRow,
     EblRow,
+    EnvelopeRow,
+    ForeignCredentialRow,
+    ForeignProofRow,
     IdempotencyRow,
     InvolvementRow,
     LogLeafRow,
+    OutboundTransferRow,
     PartyCodeRow,
     PartyKeyRow,
     PartyRow,
+    TransferEntryRow,
     WitnessedLogRow,
 )
 
@@ -302,3 +308,78 @@ class WitnessRepository:
 
     def save_witnessed(self, row: WitnessedLogRow) -> None:
         self._session.add(row)
+
+
+class TransferRepository:
+    """PINT: transfer chains, envelopes received, additional documents, transfers to send, and what came with
+    eBLs from other platforms (their parties' key credentials and their logs' inclusion proofs)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def chain(self, ebl_id: int) -> Sequence[TransferEntryRow]:
+        statement = select(TransferEntryRow).where(TransferEntryRow.ebl_id == ebl_id)
+        return self._session.exec(statement.order_by(col(TransferEntryRow.position))).all()
+
+    def add_entry(self, row: TransferEntryRow) -> None:
+        self._session.add(row)
+        self._session.flush()
+
+    def envelope(self, reference: str, *, for_update: bool = False) -> EnvelopeRow | None:
+        return self._session.get(EnvelopeRow, reference, with_for_update=for_update)
+
+    def envelopes_for(self, transport_document_reference: str) -> Sequence[EnvelopeRow]:
+        statement = select(EnvelopeRow).where(EnvelopeRow.transport_document_reference == transport_document_reference)
+        return self._session.exec(statement.order_by(col(EnvelopeRow.created_at))).all()
+
+    def save_envelope(self, row: EnvelopeRow) -> None:
+        self._session.add(row)
+        self._session.flush()
+
+    def documents(self, checksums: Iterable[str]) -> set[str]:
+        """Which of these additional documents this node holds."""
+        wanted = sorted(set(checksums))
+        if not wanted:
+            return set()
+        statement = select(AdditionalDocumentRow.checksum).where(col(AdditionalDocumentRow.checksum).in_(wanted))
+        return set(self._session.exec(statement).all())
+
+    def add_document(self, row: AdditionalDocumentRow) -> None:
+        if self._session.get(AdditionalDocumentRow, row.checksum) is None:
+            self._session.add(row)
+            self._session.flush()
+
+    def outbound(self, ebl_id: int) -> Sequence[OutboundTransferRow]:
+        statement = select(OutboundTransferRow).where(OutboundTransferRow.ebl_id == ebl_id)
+        return self._session.exec(statement.order_by(col(OutboundTransferRow.sequence))).all()
+
+    def pending(self) -> Sequence[OutboundTransferRow]:
+        statement = select(OutboundTransferRow).where(OutboundTransferRow.status == "PENDING")
+        return self._session.exec(statement.order_by(col(OutboundTransferRow.next_attempt_at))).all()
+
+    def outbound_by_id(self, transfer_id: int, *, for_update: bool = False) -> OutboundTransferRow | None:
+        return self._session.get(OutboundTransferRow, transfer_id, with_for_update=for_update)
+
+    def save_outbound(self, row: OutboundTransferRow) -> None:
+        self._session.add(row)
+        self._session.flush()
+
+    def foreign_proofs(self, checksums: Iterable[str]) -> dict[str, str]:
+        wanted = sorted(set(checksums))
+        if not wanted:
+            return {}
+        statement = select(ForeignProofRow).where(col(ForeignProofRow.entry_checksum).in_(wanted))
+        return {row.entry_checksum: row.tlog_proof for row in self._session.exec(statement).all()}
+
+    def add_foreign_proof(self, row: ForeignProofRow) -> None:
+        if self._session.get(ForeignProofRow, row.entry_checksum) is None:
+            self._session.add(row)
+            self._session.flush()
+
+    def foreign_credential(self, kid: str) -> ForeignCredentialRow | None:
+        return self._session.get(ForeignCredentialRow, kid)
+
+    def add_foreign_credential(self, row: ForeignCredentialRow) -> None:
+        if self._session.get(ForeignCredentialRow, row.kid) is None:
+            self._session.add(row)
+            self._session.flush()

@@ -154,5 +154,98 @@ class WitnessedLogRow(SQLModel, table=True):
     updated_at: datetime
 
 
-APPEND_ONLY_TABLES = ("chain_entry", "log_leaf", "log_node", "checkpoint", "cosignature")
+class ForeignProofRow(SQLModel, table=True):
+    """For a chain entry another platform recorded: the C2SP tlog-proof of it in that platform's log, as it came."""
+
+    __tablename__ = "foreign_proof"
+
+    entry_checksum: str = Field(primary_key=True, max_length=64)
+    tlog_proof: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+class ForeignCredentialRow(SQLModel, table=True):
+    """A key credential another platform's node signed for one of its parties, as it came with an eBL."""
+
+    __tablename__ = "foreign_credential"
+
+    kid: str = Field(primary_key=True, max_length=64)
+    ebl_platform: str = Field(max_length=4)
+    credential: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+class TransferEntryRow(SQLModel, table=True):
+    """One entry of an eBL's PINT envelope transfer chain (one per cross-platform hop), stored verbatim."""
+
+    __tablename__ = "transfer_entry"
+    __table_args__ = (UniqueConstraint("ebl_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ebl_id: int = Field(foreign_key="ebl.id", index=True)
+    position: int
+    jws: str = Field(sa_column=Column(Text, nullable=False))
+    checksum: str = Field(max_length=64)
+    ebl_platform: str = Field(max_length=4)
+    last_sequence: int
+    """The sequence of the last chain entry this hop covers."""
+    created_at: datetime
+
+
+class EnvelopeRow(SQLModel, table=True):
+    """As a receiver: one envelope transfer, from its start to its signed answer."""
+
+    __tablename__ = "envelope"
+
+    reference: str = Field(primary_key=True, max_length=100)
+    transport_document_reference: str = Field(max_length=20, index=True)
+    last_entry_checksum: str = Field(max_length=64, index=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    accepted: bool = False
+    response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime
+
+
+class AdditionalDocumentRow(SQLModel, table=True):
+    """A supporting document or carrier visualisation received with a transfer, kept by its SHA-256."""
+
+    __tablename__ = "additional_document"
+
+    checksum: str = Field(primary_key=True, max_length=64)
+    media_type: str = Field(max_length=100)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime
+
+
+class OutboundTransferRow(SQLModel, table=True):
+    """As a sender: an eBL this node hands to another platform, delivered until a signed answer comes back."""
+
+    __tablename__ = "outbound_transfer"
+    __table_args__ = (UniqueConstraint("ebl_id", "sequence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ebl_id: int = Field(foreign_key="ebl.id", index=True)
+    sequence: int
+    """The chain entry that moved the eBL to ``ebl_platform``."""
+    ebl_platform: str = Field(max_length=4)
+    status: str = Field(max_length=20, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime
+    envelope: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    response_code: str | None = Field(default=None, max_length=4)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime
+
+
+APPEND_ONLY_TABLES = (
+    "chain_entry",
+    "log_leaf",
+    "log_node",
+    "checkpoint",
+    "cosignature",
+    "foreign_proof",
+    "foreign_credential",
+    "transfer_entry",
+)
 """Tables whose rows are never updated or deleted: the database refuses it (see ``ebl.store.db``)."""
