@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint schemas demo clean
+.PHONY: run test lint schemas demo corridor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ schemas: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ebl demo
+
+# The Chongqing (CQSB, port 8000) and Singapore (SGSB, port 8001) nodes as two processes; Ctrl-C stops both.
+corridor: $(STAMP)
+	$(BIN)/ebl corridor
 
 clean:
 	rm -rf $(VENV) data *.egg-info

@@ -4,9 +4,11 @@ The audit trusts nothing the database says about itself: not its triggers (someo
 not its cached state. It reads every row and checks, in this order:
 
 1. each chain entry: its checksum is SHA-256 of its JWS, its sequence follows the one before, it links to the one
-   before, it names its eBL's reference and document checksum, its signature verifies with the key its ``kid`` names,
-   and the chain folds through the state machine;
-2. the log: leaves are numbered 0..n-1, each is the leaf of exactly one chain entry and every chain entry has one;
+   before, it names its eBL's reference and document checksum, its signature verifies with the key its ``kid`` names
+   (a key of this node's parties, or, for an entry another platform recorded, a key that platform's node vouched for
+   in a credential the trust store verifies), and the chain folds through the state machine;
+2. the log: leaves are numbered 0..n-1, each is the leaf of exactly one chain entry, and every entry this platform
+   recorded has one (entries other platforms recorded are in their logs);
 3. the tree: every stored subtree hash equals the one recomputed from the leaves;
 4. the checkpoints: each is signed by the node key, and its root is the recomputed root at its size.
 
@@ -23,11 +25,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ebl import canonical, chain, jws, keys
+from ebl import canonical, chain, credentials, jws, keys
 from ebl.chain import DocumentFacts, EntryPayload
 from ebl.errors import EblError
 from ebl.log import merkle, note
-from ebl.store.tables import ChainEntryRow, CheckpointRow, EblRow, LogLeafRow, LogNodeRow, PartyKeyRow
+from ebl.store.tables import (
+    ChainEntryRow,
+    CheckpointRow,
+    EblRow,
+    ForeignCredentialRow,
+    LogLeafRow,
+    LogNodeRow,
+    PartyKeyRow,
+    TransferEntryRow,
+)
 
 
 class AuditFailure(Exception):
@@ -48,14 +59,16 @@ class AuditSummary:
         return not self.failures
 
 
-def audit(engine: Engine, node_key: Ed25519PublicKey, origin: str) -> AuditSummary:
+def audit(
+    engine: Engine, node_key: Ed25519PublicKey, origin: str, *, platform: str, trust: keys.TrustStore
+) -> AuditSummary:
     summary = AuditSummary()
     if engine.dialect.name == "postgresql":
         # One snapshot for the whole audit while the node goes on writing (SQLite's read transactions are snapshots).
         engine = engine.execution_options(isolation_level="REPEATABLE READ")
     with Session(engine) as session:
         try:
-            entry_checksums = _audit_chains(session, summary)
+            entry_checksums = _audit_chains(session, summary, platform, trust)
             leaves = _audit_leaves(session, summary, entry_checksums)
             nodes = _audit_tree(session, summary, leaves)
             _audit_checkpoints(session, summary, nodes, note.verifier(origin, node_key))
@@ -64,8 +77,14 @@ def audit(engine: Engine, node_key: Ed25519PublicKey, origin: str) -> AuditSumma
     return summary
 
 
-def _audit_chains(session: Session, summary: AuditSummary) -> set[str]:
+def _audit_chains(session: Session, summary: AuditSummary, platform: str, trust: keys.TrustStore) -> set[str]:
+    """Every chain; returns the checksums of the entries this platform recorded (the ones its log must hold)."""
     party_keys = {row.kid: keys.PublicKey(row.public_jwk) for row in session.exec(select(PartyKeyRow)).all()}
+    for row in session.exec(select(ForeignCredentialRow)).all():
+        try:
+            party_keys[row.kid] = credentials.verify(row.credential, trust).key
+        except EblError as exc:
+            raise AuditFailure(f"foreign_credential kid={row.kid}: not vouched for by a trusted node ({exc})") from None
     checksums: set[str] = set()
     for ebl in session.exec(select(EblRow).order_by(col(EblRow.id))).all():
         summary.ebls += 1
@@ -77,6 +96,9 @@ def _audit_chains(session: Session, summary: AuditSummary) -> set[str]:
         ).all()
         previous: str | None = None
         transactions = []
+        hops = session.exec(select(TransferEntryRow).where(TransferEntryRow.ebl_id == ebl.id)).all()
+        # An eBL from a platform that sent no party-signed chain has fewer entries than transactions: no fold.
+        complete = all(hop.last_sequence < len(entries) for hop in hops)
         for position, entry in enumerate(entries):
             where = f"chain_entry id={entry.id} (eBL {ebl.transport_document_reference}, position {position})"
             if entry.checksum != hashlib.sha256(entry.jws.encode()).hexdigest():
@@ -99,8 +121,11 @@ def _audit_chains(session: Session, summary: AuditSummary) -> set[str]:
                 raise AuditFailure(f"{where}: names another document than its eBL row")
             transactions.append(payload.transaction)
             previous = entry.checksum
-            checksums.add(entry.checksum)
+            if payload.eblPlatform == platform:
+                checksums.add(entry.checksum)
             summary.entries += 1
+        if not complete:
+            continue
         try:
             chain.fold(DocumentFacts.of(document), transactions)
         except EblError as exc:

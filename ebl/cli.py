@@ -22,6 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.platform:
         os.environ["EBL_PLATFORM"] = args.platform
+    if args.peer:
+        os.environ["EBL_PEERS"] = json.dumps(dict(args.peer))
     # The web adapter is loaded by name: the domain library never imports it.
     uvicorn.run(
         "api.app:create_app",
@@ -35,6 +37,24 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=Settings().shutdown_grace_seconds,
     )
     return 0
+
+
+def _peer(value: str) -> tuple[str, str]:
+    code, _, url = value.partition("=")
+    if not code or not url.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"--peer takes CODE=URL, e.g. SGSB=http://127.0.0.1:8001, not {value!r}")
+    return code, url.rstrip("/")
+
+
+def _corridor(args: argparse.Namespace) -> int:
+    from ebl import corridor
+
+    data_dir = Path(args.data_dir)
+    corridor.prepare_keys(data_dir)
+    if args.keys_only:
+        print(f"corridor keys in {data_dir}: each node's trust.json recognises both node keys")
+        return 0
+    return corridor.run(data_dir, args.base_port)
 
 
 def _sandbox(_args: argparse.Namespace) -> int:
@@ -96,8 +116,10 @@ def _audit(_args: argparse.Namespace) -> int:
     assert isinstance(node_key, Ed25519PrivateKey), "load_or_create_node_key loads Ed25519 keys only"
     origin = settings.log_origin or default_origin(settings.platform)
     engine = make_engine(settings.database_url)
+    trust_path = settings.keys_dir / "trust.json"
+    trust = keys.TrustStore.load(trust_path) if trust_path.exists() else keys.TrustStore({})
     try:
-        summary = audit(engine, node_key.public_key(), origin)
+        summary = audit(engine, node_key.public_key(), origin, platform=settings.platform, trust=trust)
     finally:
         engine.dispose()
     print(
@@ -143,9 +165,11 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ebl.demo import run
+    from ebl import demo
 
-    return run(args.url)
+    if args.corridor:
+        return demo.run_corridor(args.url, args.peer_url)
+    return demo.run(args.url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,14 +183,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--workers", type=int, default=1, help="server processes sharing the port and the database (one per core)"
     )
+    serve.add_argument(
+        "--peer",
+        action="append",
+        type=_peer,
+        metavar="CODE=URL",
+        help="another platform's node (repeatable): eBLs move to it over DCSA PINT and it witnesses this log",
+    )
     serve.set_defaults(handler=_serve)
 
     sandbox = commands.add_parser("sandbox", help="print the sandbox parties and their API keys")
     sandbox.set_defaults(handler=_sandbox)
 
     demo = commands.add_parser("demo", help="play the corridor story against a running node")
-    demo.add_argument("--url", default="http://127.0.0.1:8000")
+    demo.add_argument("--url", default="http://127.0.0.1:8000", help="the node (with --corridor: the CQSB node)")
+    demo.add_argument("--corridor", action="store_true", help="play the story across the two nodes of `ebl corridor`")
+    demo.add_argument("--peer-url", default="http://127.0.0.1:8001", help="with --corridor: the SGSB node")
     demo.set_defaults(handler=_demo)
+
+    corridor = commands.add_parser(
+        "corridor", help="run the Chongqing (CQSB) and Singapore (SGSB) nodes as two processes; Ctrl-C stops both"
+    )
+    corridor.add_argument("--base-port", type=int, default=8000, help="CQSB listens here, SGSB on the next port")
+    corridor.add_argument("--data-dir", default="data/corridor", help="each node's database and keys, one folder each")
+    corridor.add_argument(
+        "--keys-only", action="store_true", help="create both nodes' keys and trust stores, then exit"
+    )
+    corridor.set_defaults(handler=_corridor)
 
     verify = commands.add_parser("verify", help="verify a bundle offline (exit 0 valid, 1 invalid, 2 unusable)")
     verify.add_argument("bundle")

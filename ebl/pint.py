@@ -146,6 +146,8 @@ class OpenedEnvelope:
     sender: str
     """The platform that sent this hop (the last entry's ``eblPlatform``)."""
     bundle: dict[str, Any] | None
+    addressee: Mapping[str, Any]
+    """The party on this platform the envelope is for (:func:`_addressee`)."""
 
     @property
     def last_checksum(self) -> str:
@@ -218,17 +220,15 @@ def open_envelope(body: Any, trust: TrustStore, *, receiver: str) -> OpenedEnvel
     )
     if transactions[0].actionCode != chain.ActionCode.ISSUE:
         raise Refusal("BENV", "the first transaction of the first entry is not ISSUE")
-    # 6. The last transaction hands the eBL to a party on this platform.
-    last = transactions[-1]
-    facts = chain.DocumentFacts.of(document) if _has_facts(document) else None
-    if facts is None:
+    # 6. The transactions follow the rules, and the last one hands the eBL to a party on this platform.
+    if not _has_facts(document):
         raise Refusal("BENV", "transportDocument lacks the parties and isToOrder the transfer rules need")
     try:
-        state = chain.fold(facts, transactions)
+        addressee = _addressee(chain.DocumentFacts.of(document), transactions)
     except EblError as exc:
         raise Refusal("BENV", f"the transactions break rule {exc.code}: {exc.message}") from None
-    if state.platform != receiver or (last.recipient is not None and last.recipient.eblPlatform != receiver):
-        raise Refusal("BENV", f"the last transaction hands the eBL to platform {state.platform}, not {receiver}")
+    if addressee.get("eblPlatform") != receiver:
+        raise Refusal("BENV", f"the envelope is for platform {addressee.get('eblPlatform')}, not {receiver}")
     return OpenedEnvelope(
         document=document,
         document_checksum=document_checksum,
@@ -239,7 +239,24 @@ def open_envelope(body: Any, trust: TrustStore, *, receiver: str) -> OpenedEnvel
         issuance_manifest=issuance_manifest,
         sender=sender,
         bundle=bundle,
+        addressee=addressee,
     )
+
+
+def addressee_platform(facts: chain.DocumentFacts, transactions: Sequence[Transaction]) -> str:
+    """The platform an eBL's latest transaction must be sent to (:func:`_addressee`)."""
+    return str(_addressee(facts, transactions)["eblPlatform"])
+
+
+def _addressee(facts: chain.DocumentFacts, transactions: Sequence[Transaction]) -> Mapping[str, Any]:
+    """The party an envelope ending with these transactions is for: the new possessor, or, for ``SACC``, the party
+    that asked to surrender — the carrier keeps the eBL, and the requester's platform learns that it is surrendered
+    (DCSA's surrender response, carried here as a PINT hop)."""
+    if transactions[-1].actionCode == chain.ActionCode.SACC:
+        before = chain.fold(facts, transactions[:-1])
+        assert before.surrender_requester is not None
+        return before.surrender_requester
+    return chain.fold(facts, transactions).possessor
 
 
 def _has_facts(document: Mapping[str, Any]) -> bool:

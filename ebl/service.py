@@ -682,9 +682,10 @@ class Node:
             current.chain_length = new_state.length
             ebls.save(current)
             ebls.involve(row.id, [caller.id, *(recipient.local_ids if recipient else [])])
-            departs = new_state.platform != self.platform
+            destination = pint.addressee_platform(facts, [*_transactions(entries), tx])
+            departs = destination != self.platform
             if departs:
-                self.transfers.record_departure(session, row.id, payload.sequence, new_state.platform)
+                self.transfers.record_departure(session, row.id, payload.sequence, destination)
             view = self._view(current, new_state, document)
         if departs:
             self.departed()

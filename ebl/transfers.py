@@ -272,11 +272,7 @@ class Transfers:
     def _accept(self, session: Session, opened: pint.OpenedEnvelope, body: Any, *, reference: str | None) -> PintAnswer:
         node = self._node
         parties = PartyRepository(session)
-        last = opened.transactions[-1]
-        recipient_ref = last.recipient.to_json() if last.recipient is not None else None
-        if recipient_ref is None:
-            raise pint.Refusal("BENV", "the last transaction names no recipient on this platform")
-        found = parties.with_codes(node.platform, code_keys(recipient_ref))
+        found = parties.with_codes(node.platform, code_keys(opened.addressee))
         if not found:
             raise pint.Refusal("BENV", "the recipient is not a party on this platform")
         ebls, transfers = EblRepository(session), TransferRepository(session)
@@ -363,12 +359,14 @@ class Transfers:
                     ForeignProofRow(entry_checksum=checksum, tlog_proof=proofs[sequence], created_at=_now())
                 )
         for compact in bundle["credentials"]:
-            kid = jws.kid(compact)
-            if parties.key(kid) is None:
-                vouched = credentials.verify(compact, self._node.trust)
+            vouched = credentials.verify(compact, self._node.trust)
+            if parties.key(vouched.key.kid) is None:
                 transfers.add_foreign_credential(
                     ForeignCredentialRow(
-                        kid=kid, ebl_platform=vouched.party["eblPlatform"], credential=compact, created_at=_now()
+                        kid=vouched.key.kid,
+                        ebl_platform=vouched.party["eblPlatform"],
+                        credential=compact,
+                        created_at=_now(),
                     )
                 )
 

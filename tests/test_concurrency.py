@@ -29,7 +29,9 @@ CLIENTS = 50
 
 def _assert_audit_passes(node: Node) -> AuditSummary:
     assert isinstance(node.node_key.private, Ed25519PrivateKey)
-    summary = audit(node.engine, node.node_key.private.public_key(), node.ledger.origin)
+    summary = audit(
+        node.engine, node.node_key.private.public_key(), node.ledger.origin, platform=node.platform, trust=node.trust
+    )
     assert summary.ok, summary.failures
     assert summary.leaves == summary.entries
     return summary
