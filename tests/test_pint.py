@@ -1,0 +1,293 @@
+"""The PINT receiver against the conformance scenarios of dcsa-notes §7, played by a test sender.
+
+The node under test is the Singapore node (SGSB). The sender is a stand-in for another platform (CQSB) whose node key
+and carrier key the test holds and the receiver's trust store recognises; its envelopes carry only the DCSA layout
+(no per-party chain), as a conformance tool's would. Every answer that decides a transfer must be signed with the
+receiver's node key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from ebl import canonical, chain, jws, keys, pint
+from ebl.service import Node
+from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, SG_BANK, SHIPPER, Api, assert_error, load_sample, node_settings
+
+SENDER_KEY = keys.generate("Ed25519")
+SENDER_SECOND_KEY = keys.generate("Ed25519")
+CARRIER_KEY = keys.generate("Ed25519")
+STRANGER_KEY = keys.generate("Ed25519")
+
+
+def _ref(name: str, platform: str, list_name: str, code: str) -> dict[str, Any]:
+    return {
+        "partyName": name,
+        "eblPlatform": platform,
+        "identifyingCodes": [{"codeListProvider": "ZZZ", "partyCode": code, "codeListName": list_name}],
+    }
+
+
+CARRIER_REF = _ref(CARRIER, "CQSB", "USCI", "91500000MA5U000002")
+SHIPPER_REF = _ref(SHIPPER, "CQSB", "USCI", "91500000MA5U000001")
+CQ_BANK_REF = _ref(CQ_BANK, "CQSB", "USCI", "91500000MA5U000003")
+SG_BANK_REF = _ref(SG_BANK, "SGSB", "UEN", "199901234D")
+CONSIGNEE_REF = _ref(CONSIGNEE, "SGSB", "UEN", "201912345K")
+
+
+def _tx(action: str, actor: dict[str, Any], recipient: dict[str, Any] | None, second: int) -> dict[str, Any]:
+    tx: dict[str, Any] = {"actionCode": action, "actor": actor, "actionDateTime": f"2026-11-25T08:00:{second:02d}.000Z"}
+    if recipient is not None:
+        tx["recipient"] = recipient
+    return tx
+
+
+def _document(reference: str = "YXRSPINT0001") -> dict[str, Any]:
+    document = load_sample()
+    document["transportDocumentReference"] = reference
+    return document
+
+
+def _manifest(document: dict[str, Any]) -> str:
+    issue_to = {k: SHIPPER_REF[k] for k in ("partyName", "identifyingCodes")} | {"sendToPlatform": "CQSB"}
+    payload = chain.issuance_manifest(document, issue_to).model_dump(exclude_none=True)
+    return jws.sign(payload, CARRIER_KEY)
+
+
+def _entry(document: dict[str, Any], transactions: list[dict[str, Any]], key: keys.SigningKey = SENDER_KEY) -> str:
+    payload = {
+        "eblPlatform": "CQSB",
+        "transportDocumentChecksum": canonical.checksum(document),
+        "issuanceManifestSignedContent": _manifest(document),
+        "transactions": transactions,
+    }
+    return jws.sign(payload, key)
+
+
+def _envelope(
+    document: dict[str, Any],
+    transactions: list[dict[str, Any]],
+    *,
+    key: keys.SigningKey = SENDER_KEY,
+    documents: list[bytes] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    entry = _entry(document, transactions, key)
+    manifest: dict[str, Any] = {
+        "transportDocumentChecksum": canonical.checksum(document),
+        "lastEnvelopeTransferChainEntrySignedContentChecksum": chain.entry_checksum(entry),
+    }
+    if documents:
+        manifest["supportingDocuments"] = [
+            {
+                "name": f"doc-{i}.pdf",
+                "size": len(content),
+                "mediaType": "application/pdf",
+                "documentChecksum": hashlib.sha256(content).hexdigest(),
+            }
+            for i, content in enumerate(documents)
+        ]
+    return {
+        "transportDocument": document,
+        "envelopeManifestSignedContent": jws.sign(manifest, key),
+        "envelopeTransferChain": [entry],
+    }
+
+
+def _to(recipient: dict[str, Any]) -> list[dict[str, Any]]:
+    """ISSUE to the shipper on CQSB, then the shipper transfers it to ``recipient``."""
+    return [_tx("ISSUE", CARRIER_REF, SHIPPER_REF, 1), _tx("TRANSFER", SHIPPER_REF, recipient, 2)]
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Node]:
+    trust = keys.TrustStore({"CQSB": (SENDER_KEY.public, SENDER_SECOND_KEY.public)}, {"CQSB": (CARRIER_KEY.public,)})
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "trust.json").write_text(json.dumps(trust.to_json()))
+    # A peer whose address nothing listens on: this node only receives in these tests.
+    node = Node.open(node_settings(tmp_path, platform="SGSB", peers={"CQSB": "http://127.0.0.1:9"}))
+    yield node
+    node.close()
+
+
+@pytest.fixture
+def sg(receiver: Node) -> Iterator[Api]:
+    with TestClient(create_app(receiver), raise_server_exceptions=False) as client:
+        yield Api(client)
+
+
+def _signed(receiver: Node, response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    compact = response.json()
+    payload: dict[str, Any] = jws.verify(compact, receiver.node_key.public)
+    assert payload["responseCode"] == code, payload
+    return payload
+
+
+def test_receiver_validation_names_a_party_here_and_nothing_else(sg: Api) -> None:
+    code = SG_BANK_REF["identifyingCodes"][0]
+    assert sg.client.post("/v3/receiver-validation", json=code).json() == {"partyName": SG_BANK}
+    assert_error(sg.client.post("/v3/receiver-validation", json=SHIPPER_REF["identifyingCodes"][0]), 404)
+
+
+def test_a_transfer_is_received_signed_and_held(sg: Api, receiver: Node) -> None:
+    envelope = _envelope(_document(), _to(SG_BANK_REF))
+    answer = _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+    assert answer["receivedAdditionalDocumentChecksums"] == []
+    assert answer["lastEnvelopeTransferChainEntrySignedContentChecksum"] == chain.entry_checksum(
+        envelope["envelopeTransferChain"][-1]
+    )
+    ebl = sg.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()
+    assert (ebl["possessor"]["partyName"], ebl["eblPlatform"], ebl["chainLength"]) == (SG_BANK, "SGSB", 2)
+    # No party-signed chain came with it: it is held and readable, not acted on here.
+    assert_error(sg.act(SG_BANK, "YXRSPINT0001", "TRANSFER", CONSIGNEE), 409, "PARTY_CHAIN_MISSING")
+
+
+def test_retries_unchanged_or_re_signed_are_duplicates_and_a_manipulated_one_is_a_double_spend(
+    sg: Api, receiver: Node
+) -> None:
+    document = _document()
+    envelope = _envelope(document, _to(SG_BANK_REF))
+    _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+    duplicate = _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "DUPE")
+    assert (
+        duplicate["duplicateOfAcceptedEnvelopeTransferChainEntrySignedContent"] == envelope["envelopeTransferChain"][-1]
+    )
+    re_signed = _envelope(document, _to(SG_BANK_REF), key=SENDER_SECOND_KEY)
+    assert re_signed["envelopeTransferChain"] != envelope["envelopeTransferChain"]
+    _signed(receiver, sg.client.post("/v3/envelopes", json=re_signed), 200, "DUPE")
+    # The same eBL sent again to another party here, from the same history: a second possessor is refused.
+    manipulated = _envelope(document, [*_to(SG_BANK_REF)[:1], _tx("TRANSFER", SHIPPER_REF, CONSIGNEE_REF, 2)])
+    _signed(receiver, sg.client.post("/v3/envelopes", json=manipulated), 409, "DISE")
+    inserted = _envelope(
+        document,
+        [*_to(SG_BANK_REF)[:1], _tx("SIGN", SHIPPER_REF, None, 2), _tx("TRANSFER", SHIPPER_REF, SG_BANK_REF, 3)],
+    )
+    _signed(receiver, sg.client.post("/v3/envelopes", json=inserted), 409, "DISE")
+    assert sg.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()["possessor"]["partyName"] == SG_BANK
+
+
+def test_a_tampered_manifest_is_bsig_and_the_valid_retry_is_received(sg: Api, receiver: Node) -> None:
+    envelope = _envelope(_document(), _to(SG_BANK_REF))
+    header, _, signature = envelope["envelopeManifestSignedContent"].split(".")
+    forged = {"transportDocumentChecksum": "0" * 64, "lastEnvelopeTransferChainEntrySignedContentChecksum": "1" * 64}
+    payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+    tampered = {**envelope, "envelopeManifestSignedContent": f"{header}.{payload}.{signature}"}
+    _signed(receiver, sg.client.post("/v3/envelopes", json=tampered), 422, "BSIG")
+    _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+
+
+def test_an_envelope_signed_with_a_key_this_node_does_not_trust_is_bsig(sg: Api, receiver: Node) -> None:
+    forged = _envelope(_document(), _to(SG_BANK_REF), key=STRANGER_KEY)
+    _signed(receiver, sg.client.post("/v3/envelopes", json=forged), 422, "BSIG")
+    assert_error(sg.get(SG_BANK, "/v1/ebls/YXRSPINT0001"), 404)
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        _ref(SG_BANK, "ZZSB", "UEN", "199901234D"),  # another platform
+        _ref("Nobody Pte. Ltd.", "SGSB", "UEN", "000000000X"),  # no such party here
+    ],
+    ids=["wrong-platform", "unknown-recipient"],
+)
+def test_an_envelope_not_for_a_party_here_is_benv(sg: Api, receiver: Node, recipient: dict[str, Any]) -> None:
+    _signed(receiver, sg.client.post("/v3/envelopes", json=_envelope(_document(), _to(recipient))), 422, "BENV")
+
+
+def test_nothing_is_accepted_after_sacc(sg: Api, receiver: Node) -> None:
+    transactions = [
+        _tx("ISSUE", CARRIER_REF, SHIPPER_REF, 1),
+        _tx("TRANSFER", SHIPPER_REF, CQ_BANK_REF, 2),  # the bank is the document's endorsee
+        _tx("SURRENDER_FOR_DELIVERY", CQ_BANK_REF, CARRIER_REF, 3),
+        _tx("SACC", CARRIER_REF, None, 4),
+        _tx("TRANSFER", CARRIER_REF, SG_BANK_REF, 5),
+    ]
+    answer = _signed(receiver, sg.client.post("/v3/envelopes", json=_envelope(_document(), transactions)), 422, "BENV")
+    assert "CHAIN_FROZEN" in answer["reason"]
+
+
+def test_the_conformance_tool_layout_is_accepted(sg: Api, receiver: Node) -> None:
+    document = _document()
+    transactions = _to(SG_BANK_REF)
+    # Legacy codes in `action`, `actionCode` always ISSUE, microseconds, the issuance manifest at the envelope root.
+    transactions[0] |= {"action": "ISSU", "actionDateTime": "2026-11-25T08:00:01.123456Z"}
+    transactions[1] |= {"action": "TRNS", "actionCode": "ISSUE"}
+    entry = jws.sign(
+        {
+            "eblPlatform": "CQSB",
+            "transportDocumentChecksum": canonical.checksum(document),
+            "transactions": transactions,
+        },
+        SENDER_KEY,
+    )
+    manifest = {
+        "transportDocumentChecksum": canonical.checksum(document),
+        "lastEnvelopeTransferChainEntrySignedContentChecksum": chain.entry_checksum(entry),
+    }
+    envelope = {
+        "transportDocument": document,
+        "envelopeManifestSignedContent": jws.sign(manifest, SENDER_KEY),
+        "envelopeTransferChain": [entry],
+        "issuanceManifestSignedContent": _manifest(document),
+    }
+    _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+    assert sg.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()["possessor"]["partyName"] == SG_BANK
+
+
+def test_a_document_that_breaks_the_dcsa_schema_gets_an_error_response(sg: Api) -> None:
+    document = _document()
+    document["transports"]["placeOfReceipt"] = {
+        "facility": {"facilityCode": "INVALID_FACILITY_CODE", "facilityCodeListProvider": "SMDG"}
+    }
+    assert_error(sg.client.post("/v3/envelopes", json=_envelope(document, _to(SG_BANK_REF))), 400, "SCHEMA")
+
+
+def test_supporting_documents_missing_corrupted_undeclared_then_received(sg: Api, receiver: Node) -> None:
+    first, second = b"%PDF-1.7 packing list", b"%PDF-1.7 certificate of origin"
+    envelope = _envelope(_document(), _to(SG_BANK_REF), documents=[first, second])
+    checksums = sorted(hashlib.sha256(d).hexdigest() for d in (first, second))
+    started = sg.client.post("/v3/envelopes", json=envelope)
+    assert started.status_code == 201, started.text
+    assert sorted(started.json()["missingAdditionalDocumentChecksums"]) == checksums
+    reference = started.json()["envelopeReference"]
+    path = f"/v3/envelopes/{reference}/additional-documents"
+
+    def put(checksum: str, content: bytes) -> Any:
+        return sg.client.put(f"{path}/{checksum}", json=base64.b64encode(content).decode())
+
+    first_checksum = hashlib.sha256(first).hexdigest()
+    _signed(receiver, put(first_checksum, b"%PDF-1.7 packing lisT"), 409, "INCD")  # corrupted, path checksum kept
+    unrelated = b"an unrelated file"
+    _signed(receiver, put(hashlib.sha256(unrelated).hexdigest(), unrelated), 409, "INCD")  # not declared
+    early = _signed(receiver, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 409, "MDOC")
+    assert sorted(early["missingAdditionalDocumentChecksums"]) == checksums
+    assert put(first_checksum, first).status_code == 204
+    # Starting again mid-way continues the same transfer, with one document still missing.
+    retried = sg.client.post("/v3/envelopes", json=envelope)
+    assert retried.status_code == 201
+    assert retried.json()["envelopeReference"] == reference
+    assert retried.json()["missingAdditionalDocumentChecksums"] == [hashlib.sha256(second).hexdigest()]
+    assert put(hashlib.sha256(second).hexdigest(), second).status_code == 204
+    received = _signed(receiver, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 200, "RECE")
+    assert sorted(received["receivedAdditionalDocumentChecksums"]) == checksums
+    again = _signed(receiver, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 200, "DUPE")
+    assert sorted(again["receivedAdditionalDocumentChecksums"]) == checksums
+
+
+def test_a_finished_answer_decides_on_the_signed_code_not_the_status(receiver: Node) -> None:
+    """The sender's side of the same exchange: a signed answer is read, an unsigned one is not an answer."""
+    envelope = _envelope(_document(), _to(SG_BANK_REF))
+    with TestClient(create_app(receiver), raise_server_exceptions=False) as client:
+        compact = pint.deliver(client, "", envelope, [receiver.node_key.public])
+        assert pint.read_response(compact).responseCode == "RECE"
+        with pytest.raises(pint.DeliveryFailed):
+            pint.deliver(client, "", envelope, [STRANGER_KEY.public])
