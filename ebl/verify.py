@@ -21,8 +21,10 @@ Seven checks run, always all of them, in this order:
    ``ISSUE`` actor.
 6. ``STATE`` — the transactions fold through the state machine (:func:`ebl.chain.apply`) without breaking a rule; the
    report's ``document`` is the final state.
-7. ``LEDGER_INCLUSION`` — the checkpoint is a C2SP note signed by a trusted node key of the entries' platform, and
-   each entry's tlog-proof shows its leaf (:func:`ebl.log.merkle.entry_leaf_hash`) under that checkpoint's root.
+7. ``LEDGER_INCLUSION`` — each entry's tlog-proof shows its leaf (:func:`ebl.log.merkle.entry_leaf_hash`) under the
+   root of a checkpoint signed by a trusted node key of the platform that recorded the entry: the exporting node's
+   entries under the bundle's own checkpoint, another node's entries (an eBL that crossed platforms) under that
+   node's checkpoint, as it came with the eBL. A witness policy asks for cosignatures on every checkpoint used.
    SKIPPED for a bundle without a checkpoint.
 
 Each check is a function that returns a detail when it holds and raises ``_CheckFailed(detail, entry=...)`` when it
@@ -605,7 +607,8 @@ def _check_state(ctx: _Context) -> str:
 
 
 def _check_ledger_inclusion(ctx: _Context) -> str:
-    """7. LEDGER_INCLUSION: every entry is a leaf of its node's log under a checkpoint that node's key signed."""
+    """7. LEDGER_INCLUSION: every entry is a leaf of the log of the node that recorded it, under a checkpoint that
+    node's key signed; the exporting node's entries under the bundle's own checkpoint."""
     if ctx.bundle.checkpoint is None:
         if ctx.bundle.inclusionProofs is not None:
             raise _CheckSkipped("the bundle carries inclusion proofs but no checkpoint to check them against")
@@ -613,45 +616,63 @@ def _check_ledger_inclusion(ctx: _Context) -> str:
     proofs = ctx.bundle.inclusionProofs or []
     if len(proofs) != len(ctx.entries):
         raise _CheckFailed(f"the bundle carries {len(proofs)} inclusion proofs for {len(ctx.entries)} entries")
-    platforms = {ctx.payload(entry).eblPlatform for entry in ctx.entries}
-    if len(platforms) != 1:
-        raise _CheckSkipped("entries from several platforms: this verifier checks one node's log per bundle")
-    platform = platforms.pop()
-    try:
-        origin = ctx.bundle.checkpoint.split("\n", 1)[0]
-        verifiers = [note.verifier(origin, key) for key in _ed25519_node_keys(ctx.trust, [platform])]
-        text, _ = note.open_note(ctx.bundle.checkpoint, verifiers)
-        checkpoint = note.Checkpoint.parse(text)
-    except (note.NoteError, ValueError) as exc:
-        raise _CheckFailed(f"the checkpoint is not signed by a trusted {platform} node key: {exc}") from None
+    exporter = _unverified_head(ctx).eblPlatform
+    # (note, platform) → the checkpoint it signs and how many entries it proves: a note opened for one platform's
+    # keys says nothing about another platform's entries.
+    logs: dict[tuple[str, str], tuple[note.Checkpoint, list[int]]] = {}
     for entry, text_proof in zip(ctx.entries, proofs, strict=True):
         sequence = entry.index
+        platform = ctx.payload(entry).eblPlatform
         try:
             proof = note.TlogProof.parse(text_proof)
-            if proof.checkpoint_note != ctx.bundle.checkpoint:
-                raise _CheckFailed("its inclusion proof is against another checkpoint", entry=sequence)
+        except note.NoteError as exc:
+            raise _CheckFailed(f"entry {sequence} is not proven in the log: {exc}", entry=sequence) from None
+        if platform == exporter and proof.checkpoint_note != ctx.bundle.checkpoint:
+            raise _CheckFailed(
+                f"entry {sequence}: its inclusion proof is against another checkpoint than the bundle's", entry=sequence
+            )
+        key = (proof.checkpoint_note, platform)
+        if key not in logs:
+            logs[key] = (_trusted_checkpoint(ctx, proof.checkpoint_note, platform, sequence), [])
+        checkpoint, proven = logs[key]
+        try:
             leaf = merkle.entry_leaf_hash(chain.entry_checksum(entry.compact))
             merkle.verify_inclusion(leaf, proof.index, checkpoint.size, proof.hashes, checkpoint.root)
-        except (note.NoteError, merkle.ProofError) as exc:
+        except merkle.ProofError as exc:
             raise _CheckFailed(f"entry {sequence} is not proven in the log: {exc}", entry=sequence) from None
-    cosigned = _witnessed_by(ctx, platform)
-    return (
-        f"all {len(ctx.entries)} entries are leaves of log {checkpoint.origin} at size {checkpoint.size}, "
-        f"whose checkpoint a trusted {platform} node key signed{cosigned}"
-    )
+        proven.append(sequence)
+    parts = [
+        f"{len(proven)} of {checkpoint.origin} at size {checkpoint.size} (checkpoint signed by a trusted {platform} "
+        f"node key{_witnessed_by(ctx, text, platform)})"
+        for (text, platform), (checkpoint, proven) in logs.items()
+    ]
+    if len(parts) == 1:
+        return f"all {len(ctx.entries)} entries are leaves of log {parts[0].removeprefix(f'{len(ctx.entries)} of ')}"
+    return f"all {len(ctx.entries)} entries are leaves of their nodes' logs: {'; '.join(parts)}"
 
 
-def _witnessed_by(ctx: _Context, platform: str) -> str:
-    assert ctx.bundle.checkpoint is not None
+def _trusted_checkpoint(ctx: _Context, text: str, platform: str, sequence: int) -> note.Checkpoint:
+    try:
+        origin = text.split("\n", 1)[0]
+        verifiers = [note.verifier(origin, key) for key in _ed25519_node_keys(ctx.trust, [platform])]
+        opened, _ = note.open_note(text, verifiers)
+        return note.Checkpoint.parse(opened)
+    except (note.NoteError, ValueError) as exc:
+        raise _CheckFailed(
+            f"entry {sequence}: its checkpoint is not signed by a trusted {platform} node key: {exc}", entry=sequence
+        ) from None
+
+
+def _witnessed_by(ctx: _Context, text: str, platform: str) -> str:
     others = [p for p in ctx.trust.node_keys if p != platform]
     try:
-        names = sorted(set(note.cosigners(ctx.bundle.checkpoint, _ed25519_node_keys(ctx.trust, others))))
+        names = sorted(set(note.cosigners(text, _ed25519_node_keys(ctx.trust, others))))
     except note.NoteError as exc:
-        raise _CheckFailed(f"a witness cosignature on the checkpoint does not verify: {exc}") from None
+        raise _CheckFailed(f"a witness cosignature on a {platform} checkpoint does not verify: {exc}") from None
     if len(names) < ctx.witnesses:
         raise _CheckFailed(
-            f"the policy asks for {ctx.witnesses} witness cosignature(s) from other trusted nodes; the checkpoint "
-            f"has {len(names)}"
+            f"the policy asks for {ctx.witnesses} witness cosignature(s) from other trusted nodes; the {platform} "
+            f"checkpoint has {len(names)}"
         )
     return f", cosigned by {', '.join(names)}" if names else ""
 
