@@ -1,0 +1,194 @@
+"""The corridor with two real nodes: CQSB and SGSB as separate ``ebl serve`` processes on loopback ports.
+
+Each node has its own database (SQLite files, or PostgreSQL schemas with ``--database=postgresql``) and its own keys;
+their trust stores recognise both node keys (``ebl.corridor.prepare_keys``). The nodes deliver envelopes on their
+own; a test waits for a delivery by polling the state it expects, with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ebl import corridor, jws, keys
+from ebl.log import note
+from tests.conftest import (
+    CARRIER,
+    CONSIGNEE,
+    CQ_BANK,
+    DATABASES,
+    SG_BANK,
+    SG_CUSTOMS,
+    SHIPPER,
+    load_sample,
+)
+from tests.nodeproc import NodeProcess
+
+
+class Side:
+    """One node of the corridor and its sandbox parties, over HTTP."""
+
+    def __init__(self, process: NodeProcess) -> None:
+        self.process = process
+        self.client = httpx.Client(base_url=process.url, timeout=30)
+        self.parties: dict[str, dict[str, Any]] = {}
+
+    def load_parties(self) -> None:
+        self.parties = {p["partyName"]: p for p in self.client.get("/sandbox/parties").json()}
+
+    def headers(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.parties[name]['apiKey']}"}
+
+    def get(self, name: str, path: str) -> httpx.Response:
+        return self.client.get(path, headers=self.headers(name))
+
+    def act(self, name: str, reference: str, action: str, recipient: dict[str, Any] | None = None) -> httpx.Response:
+        body: dict[str, Any] = {"actionCode": action}
+        if recipient is not None:
+            body["recipient"] = recipient
+        return self.client.post(f"/v1/ebls/{reference}/transactions", json=body, headers=self.headers(name))
+
+    def ref(self, name: str) -> dict[str, Any]:
+        return {k: self.parties[name][k] for k in ("partyName", "eblPlatform", "identifyingCodes")}
+
+    def node_key(self) -> keys.PublicKey:
+        platform = self.process.env["EBL_PLATFORM"]
+        return keys.load_or_create_node_key(self.process.folder / "keys" / f"node-{platform}.pem").public
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not done within {timeout:.0f} s"
+        time.sleep(0.1)
+
+
+def _holds(side: Side, party: str, reference: str, platform: str, status: str = "ISSUED") -> Callable[[], bool]:
+    def check() -> bool:
+        response = side.get(party, f"/v1/ebls/{reference}")
+        return response.status_code == 200 and (response.json()["eblPlatform"], response.json()["status"]) == (
+            platform,
+            status,
+        )
+
+    return check
+
+
+def _node(data_dir: Path, platform: str) -> NodeProcess:
+    folder = corridor.node_dir(data_dir, platform)
+    return NodeProcess(folder, DATABASES.url(folder), platform=platform)
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[tuple[Side, Side]]:
+    corridor.prepare_keys(tmp_path)
+    cq, sg = _node(tmp_path, "CQSB"), _node(tmp_path, "SGSB")
+    cq.env["EBL_PEERS"] = json.dumps({"SGSB": sg.url})
+    sg.env["EBL_PEERS"] = json.dumps({"CQSB": cq.url})
+    sides = Side(cq), Side(sg)
+    yield sides
+    for side in sides:
+        side.client.close()
+        side.process.stop()
+
+
+def _issue(cq: Side, reference: str) -> None:
+    document = load_sample()
+    document["transportDocumentReference"] = reference
+    shipper = cq.ref(SHIPPER)
+    issue_to = {"partyName": SHIPPER, "sendToPlatform": "CQSB", "identifyingCodes": shipper["identifyingCodes"]}
+    body = {"transportDocument": document, "issueTo": issue_to}
+    assert cq.client.post("/v1/ebls", json=body, headers=cq.headers(CARRIER)).status_code == 201
+
+
+def test_issued_in_chongqing_delivered_in_singapore_verified_by_both_logs(nodes: tuple[Side, Side]) -> None:
+    cq, sg = nodes
+    cq.process.start()
+    sg.process.start()
+    cq.load_parties()
+    sg.load_parties()
+    # Each node seeds its own side only.
+    assert {p["eblPlatform"] for p in cq.parties.values()} == {"CQSB"} and CONSIGNEE not in cq.parties
+    assert {p["eblPlatform"] for p in sg.parties.values()} == {"SGSB"} and SHIPPER not in sg.parties
+    reference = "YXRSCORRIDOR1"
+    _issue(cq, reference)
+    assert cq.act(SHIPPER, reference, "TRANSFER", cq.ref(CQ_BANK)).status_code == 201
+    assert cq.act(CQ_BANK, reference, "ENDORSE_TO_ORDER", sg.ref(SG_BANK)).status_code == 201
+    assert cq.act(CQ_BANK, reference, "TRANSFER", sg.ref(SG_BANK)).status_code == 201
+    _until("the envelope reaches SGSB", _holds(sg, SG_BANK, reference, "SGSB"))
+
+    # The sender keeps the receiver's signed answer as its receipt, and refuses every action from now on.
+    _until("the receipt", lambda: cq.get(CQ_BANK, f"/v1/ebls/{reference}/transfers").json()[0]["status"] == "DELIVERED")
+    receipt = cq.get(CQ_BANK, f"/v1/ebls/{reference}/transfers").json()[0]
+    assert jws.verify(receipt["signedResponse"], sg.node_key())["responseCode"] == "RECE"
+    refused = cq.act(CQ_BANK, reference, "TRANSFER", cq.ref(SHIPPER))
+    assert refused.status_code == 409
+    assert refused.json()["errors"][0]["errorCodeText"] == "ON_OTHER_PLATFORM"
+    assert "SGSB" in refused.json()["errors"][0]["errorCodeMessage"]
+
+    assert sg.act(SG_BANK, reference, "ENDORSE", sg.ref(CONSIGNEE)).status_code == 201
+    assert sg.act(SG_BANK, reference, "TRANSFER", sg.ref(CONSIGNEE)).status_code == 201
+    # Surrender goes home: to the issuing carrier, on CQSB.
+    assert sg.act(CONSIGNEE, reference, "SURRENDER_FOR_DELIVERY", cq.ref(CARRIER)).status_code == 201
+    _until("the surrender reaches CQSB", _holds(cq, CARRIER, reference, "CQSB", "PENDING_SURRENDER_FOR_DELIVERY"))
+    assert sg.act(CONSIGNEE, reference, "SIGN").status_code == 409  # the eBL left SGSB with the surrender
+    accepted = cq.act(CARRIER, reference, "SACC")
+    assert accepted.status_code == 201, accepted.text
+    _until("SGSB learns of the SACC", _holds(sg, CONSIGNEE, reference, "CQSB", "SURRENDERED_FOR_DELIVERY"))
+    cq_view = cq.get(CARRIER, f"/v1/ebls/{reference}").json()
+    assert (cq_view["status"], cq_view["chainLength"]) == ("SURRENDERED_FOR_DELIVERY", 8)
+
+    # Singapore Customs verifies the whole history, each node's part against that node's log, offline too.
+    bundle = sg.get(SG_CUSTOMS, f"/v1/ebls/{reference}/bundle").json()
+    (sg.process.folder / "bundle.json").write_text(json.dumps(bundle))
+    trust = str(sg.process.folder / "keys" / "trust.json")
+    offline = sg.process.run("verify", str(sg.process.folder / "bundle.json"), "--trust", trust, "--witnesses", "1")
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    report = json.loads(offline.stdout)
+    ledger = next(c for c in report["checks"] if c["name"] == "LEDGER_INCLUSION")
+    assert "cqsb.ebl.example/log" in ledger["detail"] and "sgsb.ebl.example/log" in ledger["detail"]
+    assert [item["eblPlatform"] for item in report["history"]] == ["CQSB"] * 4 + ["SGSB"] * 3 + ["CQSB"]
+
+    # Each node witnesses the other's log.
+    for side, witness in ((cq, sg), (sg, cq)):
+        checkpoint = side.client.get("/v1/log/checkpoint").text
+        raw = witness.node_key().ed25519()
+        assert raw is not None and note.cosigners(checkpoint, [raw])
+    for side in (cq, sg):
+        audit = side.process.run("audit")
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_a_node_that_is_down_gets_the_ebl_once_it_is_back(nodes: tuple[Side, Side]) -> None:
+    cq, sg = nodes
+    cq.process.start()
+    cq.load_parties()
+    reference = "YXRSCORRIDOR2"
+    _issue(cq, reference)
+    # SGSB is down: the recipient cannot be checked now, so the action is recorded and delivery is retried.
+    sg_bank = {
+        "partyName": SG_BANK,
+        "eblPlatform": "SGSB",
+        "identifyingCodes": [{"codeListProvider": "ZZZ", "partyCode": "199901234D", "codeListName": "UEN"}],
+    }
+    assert cq.act(SHIPPER, reference, "TRANSFER", sg_bank).status_code == 201
+
+    def attempts() -> dict[str, Any]:
+        transfers: list[dict[str, Any]] = cq.get(SHIPPER, f"/v1/ebls/{reference}/transfers").json()
+        return transfers[0]
+
+    _until("two failed attempts", lambda: attempts()["attempts"] >= 2)
+    pending = attempts()
+    assert pending["status"] == "PENDING" and pending["lastError"]
+    assert cq.act(SHIPPER, reference, "SIGN").status_code == 409  # in transit: nothing happens here any more
+    sg.process.start()
+    sg.load_parties()
+    _until("delivery after SGSB is back", _holds(sg, SG_BANK, reference, "SGSB"))
+    _until("the receipt", lambda: attempts()["status"] == "DELIVERED")
+    assert attempts()["responseCode"] == "RECE"
