@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
 
 from ebl import corridor, jws, keys
 from ebl.log import note
@@ -98,6 +99,17 @@ def nodes(tmp_path: Path) -> Iterator[tuple[Side, Side]]:
         side.process.stop()
 
 
+def _first_envelope(side: Side) -> Any:
+    """The first envelope a node sent, as it keeps it to resend."""
+    engine = create_engine(side.process.env["EBL_DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            text = connection.exec_driver_sql("SELECT envelope FROM outbound_transfer ORDER BY id").scalar()
+    finally:
+        engine.dispose()
+    return json.loads(text)
+
+
 def _issue(cq: Side, reference: str) -> None:
     document = load_sample()
     document["transportDocumentReference"] = reference
@@ -154,6 +166,13 @@ def test_issued_in_chongqing_delivered_in_singapore_verified_by_both_logs(nodes:
     ledger = next(c for c in report["checks"] if c["name"] == "LEDGER_INCLUSION")
     assert "cqsb.ebl.example/log" in ledger["detail"] and "sgsb.ebl.example/log" in ledger["detail"]
     assert [item["eblPlatform"] for item in report["history"]] == ["CQSB"] * 4 + ["SGSB"] * 3 + ["CQSB"]
+
+    # Replaying an envelope after the eBL moved on, to either node, is refused and changes nothing.
+    for sender, receiver in ((cq, sg), (sg, cq)):
+        replayed = receiver.client.post("/v3/envelopes", json=_first_envelope(sender))
+        assert replayed.status_code == 409
+        assert jws.verify(replayed.json(), receiver.node_key())["responseCode"] == "DISE"
+    assert sg.get(CONSIGNEE, f"/v1/ebls/{reference}").json()["status"] == "SURRENDERED_FOR_DELIVERY"
 
     # Each node witnesses the other's log.
     for side, witness in ((cq, sg), (sg, cq)):

@@ -1,9 +1,9 @@
 """The PINT receiver against the conformance scenarios of dcsa-notes §7, played by a test sender.
 
-The node under test is the Singapore node (SGSB). The sender is a stand-in for another platform (CQSB) whose node key
-and carrier key the test holds and the receiver's trust store recognises; its envelopes carry only the DCSA layout
-(no per-party chain), as a conformance tool's would. Every answer that decides a transfer must be signed with the
-receiver's node key.
+The node under test is the Singapore node (SGSB), a real ``ebl serve`` process on a loopback port. The sender is a
+stand-in for another platform (CQSB) whose node key and carrier key the test holds and the receiver's trust store
+recognises; its envelopes carry only the DCSA layout (no per-party chain), as a conformance tool's would. Every answer
+that decides a transfer must be signed with the receiver's node key.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
 from ebl import canonical, chain, jws, keys, pint
-from ebl.service import Node
-from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, SG_BANK, SHIPPER, Api, assert_error, load_sample, node_settings
+from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, DATABASES, SG_BANK, SHIPPER, Api, assert_error, load_sample
+from tests.nodeproc import NodeProcess
 
 SENDER_KEY = keys.generate("Ed25519")
 SENDER_SECOND_KEY = keys.generate("Ed25519")
@@ -107,88 +107,98 @@ def _to(recipient: dict[str, Any]) -> list[dict[str, Any]]:
     return [_tx("ISSUE", CARRIER_REF, SHIPPER_REF, 1), _tx("TRANSFER", SHIPPER_REF, recipient, 2)]
 
 
+@dataclass(frozen=True)
+class Receiver:
+    """The SGSB node as a real process on a loopback port, and its node key (which must sign every answer)."""
+
+    api: Api
+    key: keys.PublicKey
+
+    @property
+    def client(self) -> httpx.Client:
+        client: httpx.Client = self.api.client
+        return client
+
+
 @pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Node]:
+def sg(tmp_path: Path) -> Iterator[Receiver]:
     trust = keys.TrustStore({"CQSB": (SENDER_KEY.public, SENDER_SECOND_KEY.public)}, {"CQSB": (CARRIER_KEY.public,)})
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "trust.json").write_text(json.dumps(trust.to_json()))
     # A peer whose address nothing listens on: this node only receives in these tests.
-    node = Node.open(node_settings(tmp_path, platform="SGSB", peers={"CQSB": "http://127.0.0.1:9"}))
-    yield node
-    node.close()
+    process = NodeProcess(tmp_path, DATABASES.url(tmp_path), platform="SGSB", peers='{"CQSB": "http://127.0.0.1:9"}')
+    process.start()
+    try:
+        with httpx.Client(base_url=process.url, timeout=30) as client:
+            node_key = keys.load_or_create_node_key(tmp_path / "keys" / "node-SGSB.pem").public
+            yield Receiver(Api(client), node_key)
+    finally:
+        process.stop()
 
 
-@pytest.fixture
-def sg(receiver: Node) -> Iterator[Api]:
-    with TestClient(create_app(receiver), raise_server_exceptions=False) as client:
-        yield Api(client)
-
-
-def _signed(receiver: Node, response: Any, status: int, code: str) -> dict[str, Any]:
+def _signed(sg: Receiver, response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     compact = response.json()
-    payload: dict[str, Any] = jws.verify(compact, receiver.node_key.public)
+    payload: dict[str, Any] = jws.verify(compact, sg.key)
     assert payload["responseCode"] == code, payload
     return payload
 
 
-def test_receiver_validation_names_a_party_here_and_nothing_else(sg: Api) -> None:
+def test_receiver_validation_names_a_party_here_and_nothing_else(sg: Receiver) -> None:
     code = SG_BANK_REF["identifyingCodes"][0]
     assert sg.client.post("/v3/receiver-validation", json=code).json() == {"partyName": SG_BANK}
     assert_error(sg.client.post("/v3/receiver-validation", json=SHIPPER_REF["identifyingCodes"][0]), 404)
 
 
-def test_a_transfer_is_received_signed_and_held(sg: Api, receiver: Node) -> None:
+def test_a_transfer_is_received_signed_and_held(sg: Receiver) -> None:
     envelope = _envelope(_document(), _to(SG_BANK_REF))
-    answer = _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+    answer = _signed(sg, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
     assert answer["receivedAdditionalDocumentChecksums"] == []
     assert answer["lastEnvelopeTransferChainEntrySignedContentChecksum"] == chain.entry_checksum(
         envelope["envelopeTransferChain"][-1]
     )
-    ebl = sg.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()
+    ebl = sg.api.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()
     assert (ebl["possessor"]["partyName"], ebl["eblPlatform"], ebl["chainLength"]) == (SG_BANK, "SGSB", 2)
     # No party-signed chain came with it: it is held and readable, not acted on here.
-    assert_error(sg.act(SG_BANK, "YXRSPINT0001", "TRANSFER", CONSIGNEE), 409, "PARTY_CHAIN_MISSING")
+    assert_error(sg.api.act(SG_BANK, "YXRSPINT0001", "TRANSFER", CONSIGNEE), 409, "PARTY_CHAIN_MISSING")
 
 
-def test_retries_unchanged_or_re_signed_are_duplicates_and_a_manipulated_one_is_a_double_spend(
-    sg: Api, receiver: Node
-) -> None:
+def test_retries_unchanged_or_re_signed_are_duplicates_and_a_manipulated_one_is_a_double_spend(sg: Receiver) -> None:
     document = _document()
     envelope = _envelope(document, _to(SG_BANK_REF))
-    _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
-    duplicate = _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "DUPE")
+    _signed(sg, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+    duplicate = _signed(sg, sg.client.post("/v3/envelopes", json=envelope), 200, "DUPE")
     assert (
         duplicate["duplicateOfAcceptedEnvelopeTransferChainEntrySignedContent"] == envelope["envelopeTransferChain"][-1]
     )
     re_signed = _envelope(document, _to(SG_BANK_REF), key=SENDER_SECOND_KEY)
     assert re_signed["envelopeTransferChain"] != envelope["envelopeTransferChain"]
-    _signed(receiver, sg.client.post("/v3/envelopes", json=re_signed), 200, "DUPE")
+    _signed(sg, sg.client.post("/v3/envelopes", json=re_signed), 200, "DUPE")
     # The same eBL sent again to another party here, from the same history: a second possessor is refused.
     manipulated = _envelope(document, [*_to(SG_BANK_REF)[:1], _tx("TRANSFER", SHIPPER_REF, CONSIGNEE_REF, 2)])
-    _signed(receiver, sg.client.post("/v3/envelopes", json=manipulated), 409, "DISE")
+    _signed(sg, sg.client.post("/v3/envelopes", json=manipulated), 409, "DISE")
     inserted = _envelope(
         document,
         [*_to(SG_BANK_REF)[:1], _tx("SIGN", SHIPPER_REF, None, 2), _tx("TRANSFER", SHIPPER_REF, SG_BANK_REF, 3)],
     )
-    _signed(receiver, sg.client.post("/v3/envelopes", json=inserted), 409, "DISE")
-    assert sg.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()["possessor"]["partyName"] == SG_BANK
+    _signed(sg, sg.client.post("/v3/envelopes", json=inserted), 409, "DISE")
+    assert sg.api.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()["possessor"]["partyName"] == SG_BANK
 
 
-def test_a_tampered_manifest_is_bsig_and_the_valid_retry_is_received(sg: Api, receiver: Node) -> None:
+def test_a_tampered_manifest_is_bsig_and_the_valid_retry_is_received(sg: Receiver) -> None:
     envelope = _envelope(_document(), _to(SG_BANK_REF))
     header, _, signature = envelope["envelopeManifestSignedContent"].split(".")
     forged = {"transportDocumentChecksum": "0" * 64, "lastEnvelopeTransferChainEntrySignedContentChecksum": "1" * 64}
     payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
     tampered = {**envelope, "envelopeManifestSignedContent": f"{header}.{payload}.{signature}"}
-    _signed(receiver, sg.client.post("/v3/envelopes", json=tampered), 422, "BSIG")
-    _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+    _signed(sg, sg.client.post("/v3/envelopes", json=tampered), 422, "BSIG")
+    _signed(sg, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
 
 
-def test_an_envelope_signed_with_a_key_this_node_does_not_trust_is_bsig(sg: Api, receiver: Node) -> None:
+def test_an_envelope_signed_with_a_key_this_node_does_not_trust_is_bsig(sg: Receiver) -> None:
     forged = _envelope(_document(), _to(SG_BANK_REF), key=STRANGER_KEY)
-    _signed(receiver, sg.client.post("/v3/envelopes", json=forged), 422, "BSIG")
-    assert_error(sg.get(SG_BANK, "/v1/ebls/YXRSPINT0001"), 404)
+    _signed(sg, sg.client.post("/v3/envelopes", json=forged), 422, "BSIG")
+    assert_error(sg.api.get(SG_BANK, "/v1/ebls/YXRSPINT0001"), 404)
 
 
 @pytest.mark.parametrize(
@@ -199,11 +209,11 @@ def test_an_envelope_signed_with_a_key_this_node_does_not_trust_is_bsig(sg: Api,
     ],
     ids=["wrong-platform", "unknown-recipient"],
 )
-def test_an_envelope_not_for_a_party_here_is_benv(sg: Api, receiver: Node, recipient: dict[str, Any]) -> None:
-    _signed(receiver, sg.client.post("/v3/envelopes", json=_envelope(_document(), _to(recipient))), 422, "BENV")
+def test_an_envelope_not_for_a_party_here_is_benv(sg: Receiver, recipient: dict[str, Any]) -> None:
+    _signed(sg, sg.client.post("/v3/envelopes", json=_envelope(_document(), _to(recipient))), 422, "BENV")
 
 
-def test_nothing_is_accepted_after_sacc(sg: Api, receiver: Node) -> None:
+def test_nothing_is_accepted_after_sacc(sg: Receiver) -> None:
     transactions = [
         _tx("ISSUE", CARRIER_REF, SHIPPER_REF, 1),
         _tx("TRANSFER", SHIPPER_REF, CQ_BANK_REF, 2),  # the bank is the document's endorsee
@@ -211,11 +221,11 @@ def test_nothing_is_accepted_after_sacc(sg: Api, receiver: Node) -> None:
         _tx("SACC", CARRIER_REF, None, 4),
         _tx("TRANSFER", CARRIER_REF, SG_BANK_REF, 5),
     ]
-    answer = _signed(receiver, sg.client.post("/v3/envelopes", json=_envelope(_document(), transactions)), 422, "BENV")
+    answer = _signed(sg, sg.client.post("/v3/envelopes", json=_envelope(_document(), transactions)), 422, "BENV")
     assert "CHAIN_FROZEN" in answer["reason"]
 
 
-def test_the_conformance_tool_layout_is_accepted(sg: Api, receiver: Node) -> None:
+def test_the_conformance_tool_layout_is_accepted(sg: Receiver) -> None:
     document = _document()
     transactions = _to(SG_BANK_REF)
     # Legacy codes in `action`, `actionCode` always ISSUE, microseconds, the issuance manifest at the envelope root.
@@ -239,11 +249,11 @@ def test_the_conformance_tool_layout_is_accepted(sg: Api, receiver: Node) -> Non
         "envelopeTransferChain": [entry],
         "issuanceManifestSignedContent": _manifest(document),
     }
-    _signed(receiver, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
-    assert sg.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()["possessor"]["partyName"] == SG_BANK
+    _signed(sg, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+    assert sg.api.get(SG_BANK, "/v1/ebls/YXRSPINT0001").json()["possessor"]["partyName"] == SG_BANK
 
 
-def test_a_document_that_breaks_the_dcsa_schema_gets_an_error_response(sg: Api) -> None:
+def test_a_document_that_breaks_the_dcsa_schema_gets_an_error_response(sg: Receiver) -> None:
     document = _document()
     document["transports"]["placeOfReceipt"] = {
         "facility": {"facilityCode": "INVALID_FACILITY_CODE", "facilityCodeListProvider": "SMDG"}
@@ -251,7 +261,7 @@ def test_a_document_that_breaks_the_dcsa_schema_gets_an_error_response(sg: Api) 
     assert_error(sg.client.post("/v3/envelopes", json=_envelope(document, _to(SG_BANK_REF))), 400, "SCHEMA")
 
 
-def test_supporting_documents_missing_corrupted_undeclared_then_received(sg: Api, receiver: Node) -> None:
+def test_supporting_documents_missing_corrupted_undeclared_then_received(sg: Receiver) -> None:
     first, second = b"%PDF-1.7 packing list", b"%PDF-1.7 certificate of origin"
     envelope = _envelope(_document(), _to(SG_BANK_REF), documents=[first, second])
     checksums = sorted(hashlib.sha256(d).hexdigest() for d in (first, second))
@@ -265,10 +275,10 @@ def test_supporting_documents_missing_corrupted_undeclared_then_received(sg: Api
         return sg.client.put(f"{path}/{checksum}", json=base64.b64encode(content).decode())
 
     first_checksum = hashlib.sha256(first).hexdigest()
-    _signed(receiver, put(first_checksum, b"%PDF-1.7 packing lisT"), 409, "INCD")  # corrupted, path checksum kept
+    _signed(sg, put(first_checksum, b"%PDF-1.7 packing lisT"), 409, "INCD")  # corrupted, path checksum kept
     unrelated = b"an unrelated file"
-    _signed(receiver, put(hashlib.sha256(unrelated).hexdigest(), unrelated), 409, "INCD")  # not declared
-    early = _signed(receiver, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 409, "MDOC")
+    _signed(sg, put(hashlib.sha256(unrelated).hexdigest(), unrelated), 409, "INCD")  # not declared
+    early = _signed(sg, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 409, "MDOC")
     assert sorted(early["missingAdditionalDocumentChecksums"]) == checksums
     assert put(first_checksum, first).status_code == 204
     # Starting again mid-way continues the same transfer, with one document still missing.
@@ -277,17 +287,19 @@ def test_supporting_documents_missing_corrupted_undeclared_then_received(sg: Api
     assert retried.json()["envelopeReference"] == reference
     assert retried.json()["missingAdditionalDocumentChecksums"] == [hashlib.sha256(second).hexdigest()]
     assert put(hashlib.sha256(second).hexdigest(), second).status_code == 204
-    received = _signed(receiver, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 200, "RECE")
+    received = _signed(sg, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 200, "RECE")
     assert sorted(received["receivedAdditionalDocumentChecksums"]) == checksums
-    again = _signed(receiver, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 200, "DUPE")
+    again = _signed(sg, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 200, "DUPE")
     assert sorted(again["receivedAdditionalDocumentChecksums"]) == checksums
 
 
-def test_a_finished_answer_decides_on_the_signed_code_not_the_status(receiver: Node) -> None:
+def test_a_finished_answer_decides_on_the_signed_code_not_the_status(sg: Receiver) -> None:
     """The sender's side of the same exchange: a signed answer is read, an unsigned one is not an answer."""
     envelope = _envelope(_document(), _to(SG_BANK_REF))
-    with TestClient(create_app(receiver), raise_server_exceptions=False) as client:
-        compact = pint.deliver(client, "", envelope, [receiver.node_key.public])
-        assert pint.read_response(compact).responseCode == "RECE"
-        with pytest.raises(pint.DeliveryFailed):
-            pint.deliver(client, "", envelope, [STRANGER_KEY.public])
+    base = str(sg.client.base_url).rstrip("/")
+    compact = pint.deliver(sg.client, base, envelope, [sg.key])
+    assert pint.read_response(compact).responseCode == "RECE"
+    with pytest.raises(pint.DeliveryFailed):
+        pint.deliver(sg.client, base, envelope, [STRANGER_KEY.public])
+    with pytest.raises(pint.DeliveryFailed):
+        pint.deliver(sg.client, "http://127.0.0.1:9", envelope, [sg.key])  # nobody listens there
