@@ -31,7 +31,7 @@ from sqlmodel import Session
 from ebl import canonical, chain, credentials, jws, pint
 from ebl.chain import DocumentFacts, EntryPayload, Transaction
 from ebl.document import validate_transport_document
-from ebl.errors import BadRequest, Conflict, NotFound
+from ebl.errors import BadRequest, Conflict, EblError, NotFound
 from ebl.parties import code_keys
 from ebl.store.db import read_session, write_session
 from ebl.store.repositories import EblRepository, PartyRepository, TransferRepository
@@ -359,7 +359,10 @@ class Transfers:
                     ForeignProofRow(entry_checksum=checksum, tlog_proof=proofs[sequence], created_at=_now())
                 )
         for compact in bundle["credentials"]:
-            vouched = credentials.verify(compact, self._node.trust)
+            try:
+                vouched = credentials.verify(compact, self._node.trust)
+            except EblError:
+                continue  # the bundle verified with the credentials it needs; one that vouches for nothing is ignored
             if parties.key(vouched.key.kid) is None:
                 transfers.add_foreign_credential(
                     ForeignCredentialRow(
