@@ -19,6 +19,7 @@ from sqlalchemy import create_engine
 
 from ebl import corridor, jws, keys
 from ebl.log import note
+from ebl.verify import verify_bundle
 from tests.conftest import (
     CARRIER,
     CONSIGNEE,
@@ -166,6 +167,15 @@ def test_issued_in_chongqing_delivered_in_singapore_verified_by_both_logs(nodes:
     ledger = next(c for c in report["checks"] if c["name"] == "LEDGER_INCLUSION")
     assert "cqsb.ebl.example/log" in ledger["detail"] and "sgsb.ebl.example/log" in ledger["detail"]
     assert [item["eblPlatform"] for item in report["history"]] == ["CQSB"] * 4 + ["SGSB"] * 3 + ["CQSB"]
+
+    # A proof from the wrong node's log does not pass for the right one, in either direction.
+    trust_store = keys.TrustStore.load(Path(trust))
+    for entry, other in ((0, 4), (4, 0)):
+        proofs = list(bundle["inclusionProofs"])
+        proofs[entry] = proofs[other]
+        swapped = verify_bundle({**bundle, "inclusionProofs": proofs}, trust_store)
+        check = next(c for c in swapped.checks if c.name == "LEDGER_INCLUSION")
+        assert (swapped.verdict, check.status, check.entry) == ("INVALID", "INVALID", entry), check
 
     # Replaying an envelope after the eBL moved on, to either node, is refused and changes nothing.
     for sender, receiver in ((cq, sg), (sg, cq)):
