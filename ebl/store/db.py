@@ -56,7 +56,9 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size, max_overflow=pool_size
     )
 
-    _SQLITE_WRITERS[engine] = threading.Lock()
+    writer = _SQLITE_WRITERS[engine] = _SqliteWriter()
+    # dispose() closes only the connections in the pool, not the one the writer keeps.
+    event.listen(engine, "engine_disposed", lambda _engine: writer.close())
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -119,8 +121,7 @@ def read_session(engine: Engine) -> Iterator[Session]:
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on any exception."""
     with (
-        _writers_turn(engine),
-        engine.connect().execution_options(**{_WRITE: True}) as connection,
+        _write_connection(engine) as connection,
         connection.begin(),
         # The session joins the connection's transaction, which commits when the block ends (a Session that
         # managed its own transaction costs ~50 µs more on each one).
@@ -141,20 +142,44 @@ def driver_connection(session: Session) -> Any:
     return connection.connection.driver_connection
 
 
-_SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+class _SqliteWriter:
+    """The one connection through which the threads of this process write to a SQLite database, in turns.
+
+    SQLite admits one writer at a time whatever happens here; this is scheduling, not correctness. A writer that
+    found the database locked would sleep in SQLite's busy handler, for up to 100 ms at a time, while a thread
+    waiting on a Python lock wakes the moment the lock is free: under load, the difference between a queue and a
+    p99 of seconds. And since writers take turns anyway, they share one connection that stays open: checking a
+    connection out of the pool and back in (with its reset) cost each write ~60 µs of CPU, a sixth of a durable
+    log append (bench/log.py).
+    """
+
+    def __init__(self) -> None:
+        self._turn = threading.Lock()
+        self._connection: Connection | None = None
+
+    @contextmanager
+    def connection(self, engine: Engine) -> Iterator[Connection]:
+        with self._turn:
+            if self._connection is None or self._connection.invalidated:
+                self._connection = engine.connect().execution_options(**{_WRITE: True})
+            yield self._connection
+
+    def close(self) -> None:
+        with self._turn:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+_SQLITE_WRITERS: WeakKeyDictionary[Engine, _SqliteWriter] = WeakKeyDictionary()
 
 
 @contextmanager
-def _writers_turn(engine: Engine) -> Iterator[None]:
-    """On SQLite, the threads of this process take turns before they ask for the database's write lock.
-
-    Only scheduling, not correctness: SQLite admits one writer whatever happens here. But a writer that finds the
-    database locked sleeps in SQLite's busy handler, for up to 100 ms at a time, while a thread waiting on a Python
-    lock wakes the moment the lock is free. Under load that is the difference between a queue and a p99 of seconds.
-    """
-    lock = _SQLITE_WRITERS.get(engine)
-    if lock is None:
-        yield
+def _write_connection(engine: Engine) -> Iterator[Connection]:
+    writer = _SQLITE_WRITERS.get(engine)
+    if writer is None:
+        with engine.connect().execution_options(**{_WRITE: True}) as connection:
+            yield connection
         return
-    with lock:
-        yield
+    with writer.connection(engine) as connection:
+        yield connection

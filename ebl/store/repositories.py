@@ -67,23 +67,20 @@ class _DriverSql:
     def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
         """Run ``statement`` on the driver; returns its cursor. A broken constraint raises SQLAlchemy's
         :class:`~sqlalchemy.exc.IntegrityError`, as the ORM's statements do."""
-        bind = self._session.get_bind()
         if self._driver is None:
             # The session keeps one connection for its transaction, and a repository lives within one transaction.
             self._driver = driver_connection(self._session)
-        cursor = self._driver.cursor()
         if self._postgresql:
             statement = statement.replace("?", "%s")
         try:
-            cursor.execute(statement, parameters)
-        except bind.dialect.loaded_dbapi.IntegrityError as exc:
+            return self._driver.execute(statement, parameters)
+        except self._session.get_bind().dialect.loaded_dbapi.IntegrityError as exc:
             raise IntegrityError(statement, parameters, exc) from exc
-        return cursor
 
     def _timestamp(self, value: datetime) -> Any:
-        # SQLite has no timestamp type: store the text SQLAlchemy would have stored.
+        # SQLite has no timestamp type: store the text SQLAlchemy would have stored ("%Y-%m-%d %H:%M:%S.%f").
         utc = value.astimezone(UTC)
-        return utc if self._postgresql else utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return utc if self._postgresql else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class PartyRepository(_DriverSql):
