@@ -61,18 +61,11 @@ def _append_pymerkle(tree: object, positions: Iterator[int]) -> None:
 
 def _run(appenders: int, append: Callable[[Iterator[int]], None], start: int, count: int) -> float:
     """Seconds for ``appenders`` threads to make ``count`` appends between them, each durable before it returns."""
-    positions = iter(range(start, start + count))
-    lock = threading.Lock()
-
-    def take() -> Iterator[int]:
-        while True:
-            with lock:
-                position = next(positions, None)
-            if position is None:
-                return
-            yield position
-
-    threads = [threading.Thread(target=append, args=(take(),)) for _ in range(appenders)]
+    # Thread k appends positions start+k, start+k+appenders, …: together, each position once.
+    threads = [
+        threading.Thread(target=append, args=(iter(range(start + k, start + count, appenders)),))
+        for k in range(appenders)
+    ]
     began = time.perf_counter()
     for thread in threads:
         thread.start()
