@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from ebl.keys import SigningKey
 from ebl.log import merkle
 from ebl.log.ledger import Ledger
-from ebl.store.db import driver_connection, make_engine, migrate, read_session, write_session
+from ebl.store.db import driver_connection, make_engine, migrate, read_session, write
 from ebl.store.repositories import LogRepository
 
 
@@ -50,8 +50,7 @@ def _our_log(folder: Path, name: str) -> tuple[Engine, Ledger]:
 
 def _append_ours(engine: Engine, ledger: Ledger, positions: Iterator[int]) -> None:
     for i in positions:
-        with write_session(engine) as session:
-            ledger.append(LogRepository(session), _checksum(i), datetime.now(UTC))
+        write(engine, lambda session, i=i: ledger.append(LogRepository(session), _checksum(i), datetime.now(UTC)))
 
 
 def _append_pymerkle(tree: object, positions: Iterator[int]) -> None:
@@ -140,8 +139,8 @@ def scaling(folder: Path, sizes: list[int], appends: int = 300) -> None:
         position = iter(range(size, size + appends))
 
         def append_one(engine: Engine = engine, ledger: Ledger = ledger, position: object = position) -> None:
-            with write_session(engine) as session:
-                ledger.append(LogRepository(session), _checksum(next(position)), datetime.now(UTC))  # type: ignore[call-overload]
+            checksum = _checksum(next(position))  # type: ignore[call-overload]
+            write(engine, lambda session: ledger.append(LogRepository(session), checksum, datetime.now(UTC)))
 
         median = statistics.median(_time_each(append_one, appends))
         baseline = baseline or median
@@ -181,8 +180,12 @@ def transaction_overhead(folder: Path, count: int = 1000) -> None:
 
     # The same insert each time, sent to the driver; what differs is the transaction around it.
     def through_session() -> None:
-        with write_session(engine) as session:
-            driver_connection(session).execute("INSERT INTO probe VALUES (?, ?)", (next(counter), bytes(32)))
+        write(
+            engine,
+            lambda session: driver_connection(session).execute(
+                "INSERT INTO probe VALUES (?, ?)", (next(counter), bytes(32))
+            ),
+        )
 
     def through_connection() -> None:
         with engine.connect() as connection:

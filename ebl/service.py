@@ -49,7 +49,7 @@ from ebl.log.ledger import Ledger, default_origin
 from ebl.log.merkle import ProofError
 from ebl.log.witness import AddCheckpoint, Witness, witness_name
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
-from ebl.store.db import make_engine, migrate, read_session, write_session
+from ebl.store.db import make_engine, migrate, read_session, write
 from ebl.store.repositories import (
     EblRepository,
     IdempotencyRepository,
@@ -339,15 +339,12 @@ class Node:
         return "sbx_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def seed_corridor_parties(self, side: str | None) -> None:
-        """Create the corridor parties (all seven, or one side's) on this node, once."""
-        try:
-            self._seed(side)
-        except IntegrityError:
-            # Another process of this node (a second server worker) seeded them at the same moment.
-            self._seed(side)
+        """Create the corridor parties (all seven, or one side's) on this node, once.
 
-    def _seed(self, side: str | None) -> None:
-        with write_session(self.engine) as session:
+        Two processes of one node that start together seed in turn (writes take turns), and the second finds the
+        parties there."""
+
+        def seed(session: Session) -> None:
             parties = PartyRepository(session)
             existing = {(row.party_name, row.ebl_platform) for row in parties.on_platform(self.platform)}
             for seed in CORRIDOR_PARTIES:
@@ -362,6 +359,8 @@ class Node:
                     codes=seed.identifying_codes(),
                     api_key=self._sandbox_api_key(party_id),
                 )
+
+        write(self.engine, seed)
 
     def _add_party(
         self,
@@ -437,7 +436,8 @@ class Node:
     def register_key(self, caller: Caller, jwk: Any) -> dict[str, Any]:
         """Register a public key the caller holds itself; the node vouches for it with a credential."""
         public = keys.parse_public_jwk(jwk)
-        with write_session(self.engine) as session:
+
+        def register(session: Session) -> PartyKeyRow:
             parties = PartyRepository(session)
             if parties.key(public.kid) is not None:
                 raise Conflict("this key is already registered", code="KEY_ALREADY_REGISTERED")
@@ -445,6 +445,9 @@ class Node:
             assert party is not None
             row = self._key_row(party, public, sealed=None)
             parties.add_key(row)
+            return row
+
+        row = write(self.engine, register)
         return {"kid": row.kid, "publicJwk": row.public_jwk, "credential": row.credential}
 
     def jwks(self) -> dict[str, Any]:
@@ -529,7 +532,8 @@ class Node:
             issuanceManifestSignedContent=manifest,
         )
         entry = chain.sign_entry(payload, signing_key)
-        with write_session(self.engine) as session:
+
+        def store(session: Session) -> EblRow:
             ebls = EblRepository(session)
             self._check_not_issued(ebls, facts.transport_document_reference, document, document_checksum)
             row = EblRow(
@@ -553,7 +557,9 @@ class Node:
             ebls.involve(row.id, [caller.id, *recipient.local_ids, *(p.id for p in named)])
             if state.platform != self.platform:
                 self.transfers.record_departure(session, row.id, 0, state.platform)
-            view = self._view(row, state, document)
+            return row
+
+        view = self._view(write(self.engine, store), state, document)
         if state.platform != self.platform:
             self.departed()
         return view
@@ -669,24 +675,29 @@ class Node:
         )
         entry = chain.sign_entry(payload, signing_key)
         lost = LostRace(f"another action on {reference} was recorded first; read it again")
-        with write_session(self.engine) as session:
+        destination = pint.addressee_platform(facts, [*_transactions(entries), tx])
+        departs = destination != self.platform
+
+        ebl_id = row.id
+
+        def store(session: Session) -> EblRow:
             ebls = EblRepository(session)
             current = ebls.latest(reference, for_update=True)
-            if current is None or current.id != row.id or current.chain_length != len(entries) or current.superseded:
+            if current is None or current.id != ebl_id or current.chain_length != len(entries) or current.superseded:
                 raise lost
             try:
-                self._record(session, row.id, payload, entry)
+                self._record(session, ebl_id, payload, entry)
             except IntegrityError:
                 raise lost from None
             current.status = new_state.status.value
             current.chain_length = new_state.length
             ebls.save(current)
-            ebls.involve(row.id, [caller.id, *(recipient.local_ids if recipient else [])])
-            destination = pint.addressee_platform(facts, [*_transactions(entries), tx])
-            departs = destination != self.platform
+            ebls.involve(ebl_id, [caller.id, *(recipient.local_ids if recipient else [])])
             if departs:
-                self.transfers.record_departure(session, row.id, payload.sequence, destination)
-            view = self._view(current, new_state, document)
+                self.transfers.record_departure(session, ebl_id, payload.sequence, destination)
+            return current
+
+        view = self._view(write(self.engine, store), new_state, document)
         if departs:
             self.departed()
         return view
@@ -784,8 +795,9 @@ class Node:
     def bundle(self, caller: Caller, reference: str) -> dict[str, Any]:
         """Everything a verifier needs offline: document, chain, key credentials, a node-signed head, and for every
         entry an inclusion proof (C2SP tlog-proof) in the log of the node that recorded it."""
-        # A write transaction: the checkpoint may have to be signed now to cover the newest entries.
-        with write_session(self.engine) as session:
+
+        # A write: the checkpoint may have to be signed now to cover the newest entries.
+        def export(session: Session) -> dict[str, Any]:
             row, entries = self._load(session, caller, reference)
             if not self.party_chain_complete(session, row):
                 raise Conflict(
@@ -793,6 +805,8 @@ class Node:
                     code="PARTY_CHAIN_MISSING",
                 )
             return self.export(session, row, entries)
+
+        return write(self.engine, export)
 
     def export(self, session: Session, row: EblRow, entries: Sequence[ChainEntryRow]) -> dict[str, Any]:
         """The bundle of ``entries`` (a chain's first entries, or all of them), in the caller's write transaction."""
@@ -875,8 +889,7 @@ class Node:
 
     def sign_checkpoint(self) -> CheckpointRow:
         """Sign a checkpoint of the log now (a no-op answer with the latest one if the log has not grown)."""
-        with write_session(self.engine) as session:
-            return self.ledger.sign_checkpoint(LogRepository(session), _now())
+        return write(self.engine, lambda session: self.ledger.sign_checkpoint(LogRepository(session), _now()))
 
     def checkpoint(self) -> str:
         """The latest checkpoint with the cosignatures peer witnesses gave it."""
@@ -892,11 +905,7 @@ class Node:
 
     def add_checkpoint(self, body: str) -> str:
         """As a witness (C2SP tlog-witness): check a peer's checkpoint and cosign it."""
-        try:
-            with write_session(self.engine) as session:
-                return self.witness.add_checkpoint(WitnessRepository(session), body, _now())
-        except IntegrityError:
-            raise LostRace("another checkpoint of this log was being cosigned at the same time") from None
+        return write(self.engine, lambda session: self.witness.add_checkpoint(WitnessRepository(session), body, _now()))
 
     def push_checkpoint(self, client: httpx.Client) -> None:
         """Ask every configured peer witness to cosign the latest checkpoint; keep the cosignatures they give."""
@@ -927,10 +936,12 @@ class Node:
             if not note.cosigners(latest.note + line, peer_keys):
                 logger.warning("witness %s answered a cosignature no trusted peer key made", url)
                 continue
-            with write_session(self.engine) as session:
-                WitnessRepository(session).add_cosignature(
-                    CosignatureRow(checkpoint_size=latest.size, witness_url=url, line=line, created_at=_now())
-                )
+            self._keep_cosignature(
+                CosignatureRow(checkpoint_size=latest.size, witness_url=url, line=line, created_at=_now())
+            )
+
+    def _keep_cosignature(self, row: CosignatureRow) -> None:
+        write(self.engine, lambda session: WitnessRepository(session).add_cosignature(row))
 
     def _add_checkpoint_body(self, old: int, checkpoint: CheckpointRow) -> str:
         with read_session(self.engine) as session:
@@ -989,17 +1000,17 @@ class Node:
         """Claim ``key`` for this request, or return the stored answer of the first request that used it."""
         if not 0 < len(key) <= 255:
             raise BadRequest("Idempotency-Key must be 1 to 255 characters", code="INVALID_IDEMPOTENCY_KEY")
-        try:
-            with write_session(self.engine) as session:
-                records = IdempotencyRepository(session)
-                existing = records.get(caller.id, key)
-                if existing is None:
-                    records.add(
-                        IdempotencyRow(party_id=caller.id, key=key, request_hash=request_hash, created_at=_now())
-                    )
-                    return None
-        except IntegrityError:
-            raise LostRace("a request with this Idempotency-Key is in progress") from None
+
+        def claim(session: Session) -> IdempotencyRow | None:
+            records = IdempotencyRepository(session)
+            existing = records.get(caller.id, key)
+            if existing is None:
+                records.add(IdempotencyRow(party_id=caller.id, key=key, request_hash=request_hash, created_at=_now()))
+            return existing
+
+        existing = write(self.engine, claim)
+        if existing is None:
+            return None
         if not hmac.compare_digest(existing.request_hash, request_hash):
             raise IdempotencyKeyReused("this Idempotency-Key was used with another request body")
         if existing.status_code is None or existing.response_body is None:
@@ -1008,7 +1019,8 @@ class Node:
 
     def finish_idempotent(self, caller: Caller, key: str, response: StoredResponse | None) -> None:
         """Store the answer to replay, or (``None``) release the key so that the request can be tried again."""
-        with write_session(self.engine) as session:
+
+        def finish(session: Session) -> None:
             records = IdempotencyRepository(session)
             row = records.get(caller.id, key)
             if row is None:
@@ -1018,6 +1030,8 @@ class Node:
                 return
             row.status_code, row.response_body = response.status_code, response.body
             records.save(row)
+
+        write(self.engine, finish)
 
 
 def _b64(data: bytes) -> str:

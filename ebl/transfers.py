@@ -33,7 +33,7 @@ from ebl.chain import DocumentFacts, EntryPayload, Transaction
 from ebl.document import validate_transport_document
 from ebl.errors import BadRequest, Conflict, EblError, NotFound
 from ebl.parties import code_keys
-from ebl.store.db import read_session, write_session
+from ebl.store.db import read_session, write
 from ebl.store.repositories import EblRepository, PartyRepository, TransferRepository
 from ebl.store.tables import (
     AdditionalDocumentRow,
@@ -107,8 +107,7 @@ class Transfers:
         """``POST /v3/envelopes``."""
         try:
             opened = self._check(body)
-            with write_session(self._node.engine) as session:
-                return self._start(session, body, opened)
+            return write(self._node.engine, lambda session: self._start(session, body, opened))
         except pint.Refusal as refusal:
             return self._refused(body, refusal)
 
@@ -175,7 +174,8 @@ class Transfers:
 
     def put_document(self, reference: str, checksum: str, body: Any) -> PintAnswer | None:
         """``PUT /v3/envelopes/{ref}/additional-documents/{checksum}``: ``None`` means 204."""
-        with write_session(self._node.engine) as session:
+
+        def store(session: Session) -> PintAnswer | None:
             transfers = TransferRepository(session)
             row = self._open_envelope_row(transfers, reference)
             envelope = json.loads(row.body)
@@ -192,7 +192,9 @@ class Transfers:
                     checksum=checksum, media_type=metadata.mediaType, content=content, created_at=_now()
                 )
             )
-        return None
+            return None
+
+        return write(self._node.engine, store)
 
     def finish(self, reference: str) -> PintAnswer:
         """``PUT /v3/envelopes/{ref}/finish-transfer``."""
@@ -204,7 +206,8 @@ class Transfers:
             return PintAnswer(200, self._duplicate_of_accepted(row))
         try:
             opened = self._check(envelope)
-            with write_session(self._node.engine) as session:
+
+            def accept(session: Session) -> PintAnswer:
                 duplicate = self._compare_with_held(session, opened)
                 if duplicate is not None:
                     return duplicate
@@ -213,6 +216,8 @@ class Transfers:
                 if missing:
                     raise pint.Refusal("MDOC", "additional documents are missing", missing=missing)
                 return self._accept(session, opened, envelope, reference=reference)
+
+            return write(self._node.engine, accept)
         except pint.Refusal as refusal:
             return self._refused(envelope, refusal)
 
@@ -421,7 +426,8 @@ class Transfers:
             envelope["envelopeTransferChain"][-1]
         ):
             return self._failed(transfer_id, "the signed answer is about another envelope")
-        with write_session(node.engine) as session:
+
+        def keep_receipt(session: Session) -> None:
             transfers = TransferRepository(session)
             current = transfers.outbound_by_id(transfer_id, for_update=True)
             assert current is not None
@@ -429,6 +435,8 @@ class Transfers:
             current.response, current.response_code = compact, response.responseCode
             current.attempts += 1
             transfers.save_outbound(current)
+
+        write(node.engine, keep_receipt)
         log = logger.info if response.responseCode in pint.ACCEPTED else logger.error
         log(
             "transfer %d to %s answered %s %s",
@@ -440,7 +448,8 @@ class Transfers:
         return None
 
     def _failed(self, transfer_id: int, error: str) -> float:
-        with write_session(self._node.engine) as session:
+
+        def schedule_retry(session: Session) -> tuple[int, float]:
             transfers = TransferRepository(session)
             row = transfers.outbound_by_id(transfer_id, for_update=True)
             assert row is not None
@@ -449,13 +458,17 @@ class Transfers:
             row.next_attempt_at = _now() + timedelta(seconds=wait)
             row.last_error = error[:1000]
             transfers.save_outbound(row)
-        logger.warning("transfer %d: attempt %d failed (%s); next in %.1f s", transfer_id, row.attempts, error, wait)
+            return row.attempts, wait
+
+        attempts, wait = write(self._node.engine, schedule_retry)
+        logger.warning("transfer %d: attempt %d failed (%s); next in %.1f s", transfer_id, attempts, error, wait)
         return wait
 
     def _build_envelope(self, transfer_id: int) -> None:
         """This hop's transfer chain entry and the envelope, built once so that every retry sends the same one."""
         node = self._node
-        with write_session(node.engine) as session:
+
+        def build(session: Session) -> None:
             transfers, ebls = TransferRepository(session), EblRepository(session)
             row = transfers.outbound_by_id(transfer_id, for_update=True)
             assert row is not None
@@ -497,6 +510,8 @@ class Transfers:
             )
             row.envelope = json.dumps(envelope, ensure_ascii=False)
             transfers.save_outbound(row)
+
+        write(node.engine, build)
 
     def record_departure(self, session: Session, ebl_id: int, sequence: int, platform: str) -> None:
         """In the action's transaction: the eBL now lives on ``platform``, so an envelope must take it there."""

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ebl.audit import AuditSummary, audit
 from ebl.service import Node
-from ebl.store.db import write_session
+from ebl.store.db import read_session, write
 from ebl.store.repositories import EblRepository
 from ebl.store.tables import ChainEntryRow
 from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, CQ_CUSTOMS, SG_BANK, SG_CUSTOMS, SHIPPER, Api, assert_error
@@ -93,7 +93,7 @@ def test_the_database_refuses_a_second_entry_at_the_same_chain_position(
 ) -> None:
     """Below the row lock, the unique key on (eBL, sequence) is what makes a second writer fail."""
     assert api.issue(sample).status_code == 201
-    with write_session(node.engine) as session:
+    with read_session(node.engine) as session:
         ebls = EblRepository(session)
         row = ebls.latest(REF)
         assert row is not None and row.id is not None
@@ -106,6 +106,6 @@ def test_the_database_refuses_a_second_entry_at_the_same_chain_position(
         action_code="ISSUE",
         created_at=datetime.now(UTC),
     )
-    with pytest.raises(IntegrityError), write_session(node.engine) as session:
-        EblRepository(session).add_entry(twin)
+    with pytest.raises(IntegrityError):
+        write(node.engine, lambda session: EblRepository(session).add_entry(twin))
     assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 1

@@ -39,8 +39,8 @@ class Ledger:
         return self._signer.verifier.vkey()
 
     def append(self, log: LogRepository, entry_checksum: str, now: datetime) -> int:
-        """Add the leaf of a chain entry; returns its index. The caller's transaction holds the append turn after."""
-        log.lock_for_append()
+        """Add the leaf of a chain entry; returns its index. Run it in a write (:func:`ebl.store.db.write`): one write
+        transaction at a time writes to the database, so no other can read the same size."""
         index = log.size()
         leaf = merkle.entry_leaf_hash(entry_checksum)
         log.add_leaf(index, entry_checksum, leaf, now)
@@ -51,8 +51,7 @@ class Ledger:
         return merkle.root(size, log.node)
 
     def sign_checkpoint(self, log: LogRepository, now: datetime) -> CheckpointRow:
-        """A checkpoint of the current tree, or the latest one if the tree has not grown since."""
-        log.lock_for_append()
+        """A checkpoint of the current tree, or the latest one if the tree has not grown since (in a write)."""
         size = log.size()
         latest = log.latest_checkpoint()
         if latest is not None and latest.size == size:

@@ -211,18 +211,6 @@ class LogRepository(_DriverSql):
     database driver, on the connection of the session's transaction: no ORM unit of work, no statement compilation.
     """
 
-    # Any fixed number will do: it names the PostgreSQL lock that admits one appender at a time.
-    _APPEND_LOCK = 0x6562_6C01
-
-    def lock_for_append(self) -> None:
-        """Wait until no other transaction is appending; hold the turn until this transaction ends.
-
-        Leaf indexes are dense, so two transactions must not both read the same size. SQLite already admits one
-        writer at a time (``BEGIN IMMEDIATE``); PostgreSQL needs a lock of its own.
-        """
-        if self._postgresql:
-            self._execute("SELECT pg_advisory_xact_lock(?)", (self._APPEND_LOCK,))
-
     def size(self) -> int:
         # MAX over the primary key is an index lookup; COUNT(*) would scan every leaf.
         return int(self._execute('SELECT COALESCE(MAX("index") + 1, 0) FROM log_leaf').fetchone()[0])
