@@ -51,7 +51,9 @@ from ebl.log.witness import AddCheckpoint, Witness, witness_name
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
 from ebl.store.db import make_engine, migrate, read_session, write
 from ebl.store.repositories import (
+    Ebl,
     EblRepository,
+    Entry,
     IdempotencyRepository,
     LogRepository,
     PartyRepository,
@@ -59,10 +61,8 @@ from ebl.store.repositories import (
     WitnessRepository,
 )
 from ebl.store.tables import (
-    ChainEntryRow,
     CheckpointRow,
     CosignatureRow,
-    EblRow,
     IdempotencyRow,
     PartyKeyRow,
     PartyRow,
@@ -274,7 +274,7 @@ def _unknown_party(platform: str, where: str) -> BadRequest:
     )
 
 
-def _transactions(entries: Sequence[ChainEntryRow]) -> list[Transaction]:
+def _transactions(entries: Sequence[Entry]) -> list[Transaction]:
     return [EntryPayload.model_validate(jws.unverified_payload(e.jws)).transaction for e in entries]
 
 
@@ -533,22 +533,22 @@ class Node:
         )
         entry = chain.sign_entry(payload, signing_key)
 
-        def store(session: Session) -> EblRow:
+        document_json = json.dumps(document, ensure_ascii=False)
+
+        def store(session: Session) -> Ebl:
             ebls = EblRepository(session)
             self._check_not_issued(ebls, facts.transport_document_reference, document, document_checksum)
-            row = EblRow(
-                transport_document_reference=facts.transport_document_reference,
-                transport_document_sub_reference=str(document.get("transportDocumentSubReference", "")),
-                document_json=json.dumps(document, ensure_ascii=False),
-                document_checksum=document_checksum,
-                issue_to=issue_to_json,
-                status=state.status.value,
-                chain_length=1,
-                created_at=_now(),
-            )
             try:
-                ebls.add(row)
-                assert row.id is not None
+                row = ebls.add(
+                    reference=facts.transport_document_reference,
+                    sub_reference=str(document.get("transportDocumentSubReference", "")),
+                    document_json=document_json,
+                    document_checksum=document_checksum,
+                    issue_to=issue_to_json,
+                    status=state.status.value,
+                    chain_length=1,
+                    created_at=_now(),
+                )
                 self._record(session, row.id, payload, entry)
             except IntegrityError:
                 raise DuplicateIssuance(
@@ -609,21 +609,16 @@ class Node:
                 f"{reference} is already issued; an amended document is issued only after an accepted "
                 "SURRENDER_FOR_AMENDMENT, with a new transportDocumentSubReference"
             )
-        latest.superseded = True
-        ebls.save(latest)
+        ebls.supersede(latest.id)
 
     def _record(self, session: Session, ebl_id: int, payload: EntryPayload, entry: str) -> None:
         """Store a signed chain entry with its log leaf, in the caller's transaction."""
         checksum = chain.entry_checksum(entry)
         EblRepository(session).add_entry(
-            ChainEntryRow(
-                ebl_id=ebl_id,
-                sequence=payload.sequence,
-                jws=entry,
-                checksum=checksum,
-                action_code=payload.transaction.actionCode.value,
-                created_at=_now(),
-            )
+            ebl_id,
+            Entry(payload.sequence, entry, checksum),
+            action_code=payload.transaction.actionCode.value,
+            created_at=_now(),
         )
         log = LogRepository(session)
         index = self.ledger.append(log, checksum, _now())
@@ -641,18 +636,17 @@ class Node:
         with read_session(self.engine) as session:
             ebls, parties = EblRepository(session), PartyRepository(session)
             row = self._visible(ebls, caller, reference)
-            assert row.id is not None
             if row.superseded:
                 raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
             document = json.loads(row.document_json)
             facts = DocumentFacts.of(document)
-            if not self.party_chain_complete(session, row):
+            entries = ebls.entries(row.id)
+            if not self.party_chain_complete(session, row, entries):
                 raise Conflict(
                     f"{reference} came from a platform that sent no party-signed chain: it can be read here, not "
                     "acted on",
                     code="PARTY_CHAIN_MISSING",
                 )
-            entries = ebls.entries(row.id)
             state = chain.fold(facts, _transactions(entries))
             recipient = self._recipient(parties, request, state)
             signing_key = self._custodial_key(parties, caller.id)
@@ -678,26 +672,22 @@ class Node:
         destination = pint.addressee_platform(facts, [*_transactions(entries), tx])
         departs = destination != self.platform
 
-        ebl_id = row.id
-
-        def store(session: Session) -> EblRow:
+        def store(session: Session) -> None:
             ebls = EblRepository(session)
             current = ebls.latest(reference, for_update=True)
-            if current is None or current.id != ebl_id or current.chain_length != len(entries) or current.superseded:
+            if current is None or current.id != row.id or current.chain_length != len(entries) or current.superseded:
                 raise lost
             try:
-                self._record(session, ebl_id, payload, entry)
+                self._record(session, row.id, payload, entry)
             except IntegrityError:
                 raise lost from None
-            current.status = new_state.status.value
-            current.chain_length = new_state.length
-            ebls.save(current)
-            ebls.involve(ebl_id, [caller.id, *(recipient.local_ids if recipient else [])])
+            ebls.set_state(row.id, status=new_state.status.value, chain_length=new_state.length)
+            ebls.involve(row.id, [caller.id, *(recipient.local_ids if recipient else [])])
             if departs:
-                self.transfers.record_departure(session, ebl_id, payload.sequence, destination)
-            return current
+                self.transfers.record_departure(session, row.id, payload.sequence, destination)
 
-        view = self._view(write(self.engine, store), new_state, document)
+        write(self.engine, store)
+        view = self._view(row, new_state, document)
         if departs:
             self.departed()
         return view
@@ -713,14 +703,14 @@ class Node:
 
     # -- reading --
 
-    def _visible(self, ebls: EblRepository, caller: Caller, reference: str) -> EblRow:
+    def _visible(self, ebls: EblRepository, caller: Caller, reference: str) -> Ebl:
         row = ebls.latest(reference)
         # 404 whether it does not exist or the caller may not see it: existence is not revealed.
-        if row is None or row.id is None or not (caller.is_verifier or ebls.is_involved(row.id, caller.id)):
+        if row is None or not (caller.is_verifier or ebls.is_involved(row.id, caller.id)):
             raise NotFound(f"no eBL {reference} that you may see")
         return row
 
-    def _view(self, row: EblRow, state: EblState, document: dict[str, Any]) -> EblView:
+    def _view(self, row: Ebl, state: EblState, document: dict[str, Any]) -> EblView:
         return EblView(
             transportDocumentReference=row.transport_document_reference,
             transportDocumentSubReference=row.transport_document_sub_reference or None,
@@ -733,11 +723,10 @@ class Node:
             chainLength=state.length,
         )
 
-    def _load(self, session: Session, caller: Caller, reference: str) -> tuple[EblRow, list[ChainEntryRow]]:
+    def _load(self, session: Session, caller: Caller, reference: str) -> tuple[Ebl, list[Entry]]:
         ebls = EblRepository(session)
         row = self._visible(ebls, caller, reference)
-        assert row.id is not None
-        return row, list(ebls.entries(row.id))
+        return row, ebls.entries(row.id)
 
     def get(self, caller: Caller, reference: str) -> EblView:
         with read_session(self.engine) as session:
@@ -750,22 +739,21 @@ class Node:
         """The eBL's transfers to other platforms, with the receivers' signed answers."""
         with read_session(self.engine) as session:
             row = self._visible(EblRepository(session), caller, reference)
-            assert row.id is not None
             return self.transfers.status(session, row.id)
 
-    def history(self, session: Session, row: EblRow) -> list[Transaction]:
+    def history(self, session: Session, row: Ebl) -> list[Transaction]:
         """Every transaction of the eBL: from its party-signed entries, or, for an eBL that came from a platform
         that sent no party-signed chain, from the platform-signed transfer chain."""
-        assert row.id is not None
-        if self.party_chain_complete(session, row):
-            return _transactions(EblRepository(session).entries(row.id))
+        entries = EblRepository(session).entries(row.id)
+        if self.party_chain_complete(session, row, entries):
+            return _transactions(entries)
         return pint.transactions_of([hop.jws for hop in TransferRepository(session).chain(row.id)])
 
     @staticmethod
-    def party_chain_complete(session: Session, row: EblRow) -> bool:
-        assert row.id is not None
-        hops = TransferRepository(session).chain(row.id)
-        return not hops or hops[-1].last_sequence < len(EblRepository(session).entries(row.id))
+    def party_chain_complete(session: Session, row: Ebl, entries: Sequence[Entry]) -> bool:
+        """Whether ``entries`` (the eBL's party-signed entries) cover every hop of its platform transfer chain."""
+        last_hop = TransferRepository(session).last_hop_sequence(row.id)
+        return last_hop is None or last_hop < len(entries)
 
     @staticmethod
     def named_codes(document: Mapping[str, Any]) -> set[tuple[str, str]]:
@@ -779,7 +767,6 @@ class Node:
             rows = ebls.page(party_id=None if caller.is_verifier else caller.id, after_id=after_id, limit=limit + 1)
             items = []
             for row in rows[:limit]:
-                assert row.id is not None
                 document = json.loads(row.document_json)
                 state = chain.fold(DocumentFacts.of(document), self.history(session, row))
                 items.append(self._view(row, state, document))
@@ -799,7 +786,7 @@ class Node:
         # A write: the checkpoint may have to be signed now to cover the newest entries.
         def export(session: Session) -> dict[str, Any]:
             row, entries = self._load(session, caller, reference)
-            if not self.party_chain_complete(session, row):
+            if not self.party_chain_complete(session, row, entries):
                 raise Conflict(
                     f"{reference} came from a platform that sent no party-signed chain: there is no bundle to export",
                     code="PARTY_CHAIN_MISSING",
@@ -808,7 +795,7 @@ class Node:
 
         return write(self.engine, export)
 
-    def export(self, session: Session, row: EblRow, entries: Sequence[ChainEntryRow]) -> dict[str, Any]:
+    def export(self, session: Session, row: Ebl, entries: Sequence[Entry]) -> dict[str, Any]:
         """The bundle of ``entries`` (a chain's first entries, or all of them), in the caller's write transaction."""
         compacts = [e.jws for e in entries]
         payloads = [EntryPayload.model_validate(jws.unverified_payload(c)) for c in compacts]

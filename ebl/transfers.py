@@ -34,11 +34,9 @@ from ebl.document import validate_transport_document
 from ebl.errors import BadRequest, Conflict, EblError, NotFound
 from ebl.parties import code_keys
 from ebl.store.db import read_session, write
-from ebl.store.repositories import EblRepository, PartyRepository, TransferRepository
+from ebl.store.repositories import Ebl, EblRepository, Entry, PartyRepository, TransferRepository
 from ebl.store.tables import (
     AdditionalDocumentRow,
-    ChainEntryRow,
-    EblRow,
     EnvelopeRow,
     ForeignCredentialRow,
     ForeignProofRow,
@@ -247,7 +245,7 @@ class Transfers:
         row = ebls.latest(opened.reference, for_update=True)
         if row is None:
             return None
-        held = [r.jws for r in TransferRepository(session).chain(row.id or 0)]
+        held = [r.jws for r in TransferRepository(session).chain(row.id)]
         sent = [jws.unverified_payload(c) for c in opened.chain]
         for position, compact in enumerate(held[: len(sent)]):
             # A re-signed entry with the same payload is the same hop (the conformance tool re-signs retries).
@@ -284,20 +282,16 @@ class Transfers:
         row = ebls.latest(opened.reference, for_update=True)
         bundle = opened.bundle
         if row is None:
-            issue_to = bundle["issueTo"] if bundle is not None else _issue_to(opened.transactions[0])
             row = ebls.add(
-                EblRow(
-                    transport_document_reference=opened.reference,
-                    transport_document_sub_reference=str(opened.document.get("transportDocumentSubReference", "")),
-                    document_json=json.dumps(opened.document, ensure_ascii=False),
-                    document_checksum=opened.document_checksum,
-                    issue_to=issue_to,
-                    status="",
-                    chain_length=0,
-                    created_at=_now(),
-                )
+                reference=opened.reference,
+                sub_reference=str(opened.document.get("transportDocumentSubReference", "")),
+                document_json=json.dumps(opened.document, ensure_ascii=False),
+                document_checksum=opened.document_checksum,
+                issue_to=bundle["issueTo"] if bundle is not None else _issue_to(opened.transactions[0]),
+                status="",
+                chain_length=0,
+                created_at=_now(),
             )
-        assert row.id is not None
         held_hops = len(transfers.chain(row.id))
         covered = 0
         for position, (compact, entry) in enumerate(zip(opened.chain, opened.entries, strict=True)):
@@ -317,8 +311,7 @@ class Transfers:
         if bundle is not None:
             self._import_bundle(session, row, bundle)
         state = chain.fold(DocumentFacts.of(opened.document), opened.transactions)
-        row.status, row.chain_length = state.status.value, len(opened.transactions)
-        ebls.save(row)
+        ebls.set_state(row.id, status=state.status.value, chain_length=len(opened.transactions))
         named = parties.with_codes(node.platform, node.named_codes(opened.document))
         ebls.involve(row.id, [found[0].id, *(p.id for p in named)])
         received = sorted(opened.manifest.documents())
@@ -337,9 +330,8 @@ class Transfers:
         logger.info("received %s from %s: RECE", opened.reference, opened.sender)
         return answer
 
-    def _import_bundle(self, session: Session, row: EblRow, bundle: Mapping[str, Any]) -> None:
+    def _import_bundle(self, session: Session, row: Ebl, bundle: Mapping[str, Any]) -> None:
         """Store the party-signed entries this node does not hold yet, with their credentials and log proofs."""
-        assert row.id is not None
         ebls, transfers, parties = EblRepository(session), TransferRepository(session), PartyRepository(session)
         held = [e.jws for e in ebls.entries(row.id)]
         entries: list[str] = bundle["entries"]
@@ -350,14 +342,10 @@ class Transfers:
             checksum = chain.entry_checksum(compact)
             payload = EntryPayload.model_validate(jws.unverified_payload(compact))
             ebls.add_entry(
-                ChainEntryRow(
-                    ebl_id=row.id,
-                    sequence=sequence,
-                    jws=compact,
-                    checksum=checksum,
-                    action_code=payload.transaction.actionCode.value,
-                    created_at=_now(),
-                )
+                row.id,
+                Entry(sequence, compact, checksum),
+                action_code=payload.transaction.actionCode.value,
+                created_at=_now(),
             )
             if payload.eblPlatform != self._node.platform:
                 transfers.add_foreign_proof(
@@ -474,9 +462,10 @@ class Transfers:
             assert row is not None
             if row.envelope is not None:
                 return
-            ebl = session.get(EblRow, row.ebl_id)
-            assert ebl is not None and ebl.id is not None
-            entries = list(ebls.entries(ebl.id))[: row.sequence + 1]
+            ebl = ebls.by_id(row.ebl_id)
+            assert ebl is not None
+            all_entries = ebls.entries(ebl.id)
+            entries = all_entries[: row.sequence + 1]
             hops = list(transfers.chain(ebl.id))
             first = hops[-1].last_sequence + 1 if hops else 0
             payloads = [EntryPayload.model_validate(jws.unverified_payload(e.jws)) for e in entries]
@@ -500,7 +489,8 @@ class Transfers:
                 )
             )
             document = json.loads(ebl.document_json)
-            bundle = node.export(session, ebl, entries) if node.party_chain_complete(session, ebl) else None
+            complete = node.party_chain_complete(session, ebl, all_entries)
+            bundle = node.export(session, ebl, entries) if complete else None
             envelope = pint.build_envelope(
                 document=document,
                 document_checksum=ebl.document_checksum,

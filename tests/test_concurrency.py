@@ -19,8 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from ebl.audit import AuditSummary, audit
 from ebl.service import Node
 from ebl.store.db import read_session, write
-from ebl.store.repositories import EblRepository
-from ebl.store.tables import ChainEntryRow
+from ebl.store.repositories import EblRepository, Entry
 from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, CQ_CUSTOMS, SG_BANK, SG_CUSTOMS, SHIPPER, Api, assert_error
 
 REF = "YXRS2611CKGSIN001"
@@ -96,16 +95,14 @@ def test_the_database_refuses_a_second_entry_at_the_same_chain_position(
     with read_session(node.engine) as session:
         ebls = EblRepository(session)
         row = ebls.latest(REF)
-        assert row is not None and row.id is not None
+        assert row is not None
         [first] = ebls.entries(row.id)
-    twin = ChainEntryRow(
-        ebl_id=row.id,
-        sequence=0,
-        jws=first.jws + "x",
-        checksum="0" * 64,
-        action_code="ISSUE",
-        created_at=datetime.now(UTC),
-    )
+    twin = Entry(sequence=0, jws=first.jws + "x", checksum="0" * 64)
     with pytest.raises(IntegrityError):
-        write(node.engine, lambda session: EblRepository(session).add_entry(twin))
+        write(
+            node.engine,
+            lambda session: EblRepository(session).add_entry(
+                row.id, twin, action_code="ISSUE", created_at=datetime.now(UTC)
+            ),
+        )
     assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 1

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg.types.json import Json
 from sqlalchemy import bindparam, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -14,15 +17,12 @@ from ebl.parties import code_keys
 from ebl.store.db import driver_connection
 from ebl.store.tables import (
     AdditionalDocumentRow,
-    ChainEntryRow,
     CheckpointRow,
     CosignatureRow,
-    EblRow,
     EnvelopeRow,
     ForeignCredentialRow,
     ForeignProofRow,
     IdempotencyRow,
-    InvolvementRow,
     LogLeafRow,
     OutboundTransferRow,
     PartyCodeRow,
@@ -42,14 +42,6 @@ _PARTIES_BY_ID = (
 _KEYS_OF_PARTY = (
     select(PartyKeyRow).where(PartyKeyRow.party_id == bindparam("party_id")).order_by(col(PartyKeyRow.created_at))
 )
-_LATEST_EBL = (
-    select(EblRow)
-    .where(EblRow.transport_document_reference == bindparam("reference"))
-    .order_by(col(EblRow.id).desc())
-    .limit(1)
-)
-_LATEST_EBL_FOR_UPDATE = _LATEST_EBL.with_for_update()
-_CHAIN = select(ChainEntryRow).where(ChainEntryRow.ebl_id == bindparam("ebl_id")).order_by(col(ChainEntryRow.sequence))
 
 
 class _DriverSql:
@@ -81,6 +73,15 @@ class _DriverSql:
         # SQLite has no timestamp type: store the text SQLAlchemy would have stored ("%Y-%m-%d %H:%M:%S.%f").
         utc = value.astimezone(UTC)
         return utc if self._postgresql else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def _to_json(self, value: Any) -> Any:
+        # A JSON column is text on SQLite (as SQLAlchemy stores it); psycopg adapts a value wrapped in Json.
+        return Json(value) if self._postgresql else json.dumps(value)
+
+    @staticmethod
+    def _from_json(value: Any) -> Any:
+        # psycopg has already parsed a JSON column; SQLite hands back its text.
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class PartyRepository(_DriverSql):
@@ -136,41 +137,145 @@ class PartyRepository(_DriverSql):
         self._session.add(row)
 
 
+@dataclass(frozen=True, slots=True)
+class Ebl:
+    """An eBL as stored: its document, exactly as received, and a cache of its state (the chain is the truth)."""
+
+    id: int
+    transport_document_reference: str
+    transport_document_sub_reference: str
+    document_json: str
+    document_checksum: str
+    issue_to: dict[str, Any]
+    status: str
+    chain_length: int
+    superseded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A chain entry: the compact JWS, verbatim, at its position."""
+
+    sequence: int
+    jws: str
+    checksum: str
+
+
+_EBL_COLUMNS = (
+    "id, transport_document_reference, transport_document_sub_reference, document_json, document_checksum, "
+    "issue_to, status, chain_length, superseded"
+)
+
+
 class EblRepository(_DriverSql):
-    def latest(self, reference: str, *, for_update: bool = False) -> EblRow | None:
+    """eBLs, their chain entries and who is involved in them: plain SQL, since every action reads and writes them."""
+
+    def _ebl(self, row: Sequence[Any]) -> Ebl:
+        id_, reference, sub_reference, document_json, checksum, issue_to, status, length, superseded = row
+        return Ebl(
+            int(id_),
+            reference,
+            sub_reference,
+            document_json,
+            checksum,
+            self._from_json(issue_to),
+            status,
+            int(length),
+            bool(superseded),
+        )
+
+    def latest(self, reference: str, *, for_update: bool = False) -> Ebl | None:
         """The current eBL of ``reference``; ``for_update`` locks its row until the transaction ends.
 
         The lock makes conflicting actions on one eBL queue up, so each reads the chain its predecessor wrote.
         """
-        statement = _LATEST_EBL_FOR_UPDATE if for_update else _LATEST_EBL
-        return self._session.exec(statement, params={"reference": reference}).first()
+        lock = " FOR UPDATE" if for_update and self._postgresql else ""
+        row = self._execute(
+            f"SELECT {_EBL_COLUMNS} FROM ebl WHERE transport_document_reference = ? ORDER BY id DESC LIMIT 1{lock}",  # noqa: S608
+            (reference,),
+        ).fetchone()
+        return None if row is None else self._ebl(row)
 
-    def add(self, row: EblRow) -> EblRow:
-        self._session.add(row)
-        self._session.flush()
-        return row
+    def by_id(self, ebl_id: int) -> Ebl | None:
+        row = self._execute(f"SELECT {_EBL_COLUMNS} FROM ebl WHERE id = ?", (ebl_id,)).fetchone()  # noqa: S608
+        return None if row is None else self._ebl(row)
 
-    def save(self, row: EblRow) -> None:
-        self._session.add(row)
+    def add(
+        self,
+        *,
+        reference: str,
+        sub_reference: str,
+        document_json: str,
+        document_checksum: str,
+        issue_to: dict[str, Any],
+        status: str,
+        chain_length: int,
+        created_at: datetime,
+    ) -> Ebl:
+        """Store a new eBL: a second one with the same reference and sub-reference raises ``IntegrityError``."""
+        (ebl_id,) = self._execute(
+            "INSERT INTO ebl (transport_document_reference, transport_document_sub_reference, document_json, "
+            "document_checksum, issue_to, status, chain_length, superseded, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                reference,
+                sub_reference,
+                document_json,
+                document_checksum,
+                self._to_json(issue_to),
+                status,
+                chain_length,
+                False,
+                self._timestamp(created_at),
+            ),
+        ).fetchone()
+        return Ebl(
+            int(ebl_id),
+            reference,
+            sub_reference,
+            document_json,
+            document_checksum,
+            issue_to,
+            status,
+            chain_length,
+            False,
+        )
 
-    def entries(self, ebl_id: int) -> Sequence[ChainEntryRow]:
-        return self._session.exec(_CHAIN, params={"ebl_id": ebl_id}).all()
+    def set_state(self, ebl_id: int, *, status: str, chain_length: int) -> None:
+        self._execute("UPDATE ebl SET status = ?, chain_length = ? WHERE id = ?", (status, chain_length, ebl_id))
 
-    def add_entry(self, row: ChainEntryRow) -> None:
+    def supersede(self, ebl_id: int) -> None:
+        """Mark an eBL replaced by its amended re-issue."""
+        self._execute("UPDATE ebl SET superseded = ? WHERE id = ?", (True, ebl_id))
+
+    def entries(self, ebl_id: int) -> list[Entry]:
+        rows = self._execute(
+            "SELECT sequence, jws, checksum FROM chain_entry WHERE ebl_id = ? ORDER BY sequence", (ebl_id,)
+        ).fetchall()
+        return [Entry(int(sequence), jws, checksum) for sequence, jws, checksum in rows]
+
+    def add_entry(self, ebl_id: int, entry: Entry, *, action_code: str, created_at: datetime) -> None:
         """Store a chain entry now: a lost race on ``(ebl_id, sequence)`` raises ``IntegrityError`` here."""
         self._execute(
             "INSERT INTO chain_entry (ebl_id, sequence, jws, checksum, action_code, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (row.ebl_id, row.sequence, row.jws, row.checksum, row.action_code, self._timestamp(row.created_at)),
+            (ebl_id, entry.sequence, entry.jws, entry.checksum, action_code, self._timestamp(created_at)),
         )
 
-    def entry_by_checksum(self, checksum: str) -> ChainEntryRow | None:
-        return self._session.exec(select(ChainEntryRow).where(ChainEntryRow.checksum == checksum)).first()
+    def entry_by_checksum(self, checksum: str) -> Entry | None:
+        row = self._execute(
+            "SELECT sequence, jws, checksum FROM chain_entry WHERE checksum = ?", (checksum,)
+        ).fetchone()
+        return None if row is None else Entry(int(row[0]), row[1], row[2])
 
     def involve(self, ebl_id: int, party_ids: Iterable[str]) -> None:
-        for party_id in sorted(set(party_ids)):
+        wanted = sorted(set(party_ids))
+        if wanted:
             self._execute(
-                "INSERT INTO involvement (ebl_id, party_id) VALUES (?, ?) ON CONFLICT DO NOTHING", (ebl_id, party_id)
+                "INSERT INTO involvement (ebl_id, party_id) VALUES "  # noqa: S608
+                + ", ".join(["(?, ?)"] * len(wanted))
+                + " ON CONFLICT DO NOTHING",
+                [value for party_id in wanted for value in (ebl_id, party_id)],
             )
 
     def is_involved(self, ebl_id: int, party_id: str) -> bool:
@@ -180,13 +285,20 @@ class EblRepository(_DriverSql):
     def count(self) -> int:
         return int(self._execute("SELECT COUNT(*) FROM ebl").fetchone()[0])
 
-    def page(self, *, party_id: str | None, after_id: int, limit: int) -> Sequence[EblRow]:
+    def page(self, *, party_id: str | None, after_id: int, limit: int) -> list[Ebl]:
         """eBLs in id order after ``after_id``; only those ``party_id`` is involved in, unless it is ``None``."""
-        statement = select(EblRow).where(col(EblRow.id) > after_id).order_by(col(EblRow.id)).limit(limit)
-        if party_id is not None:
-            involved = select(InvolvementRow.ebl_id).where(InvolvementRow.party_id == party_id)
-            statement = statement.where(col(EblRow.id).in_(involved))
-        return self._session.exec(statement).all()
+        if party_id is None:
+            rows = self._execute(
+                f"SELECT {_EBL_COLUMNS} FROM ebl WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                (after_id, limit),
+            ).fetchall()
+        else:
+            rows = self._execute(
+                f"SELECT {_EBL_COLUMNS} FROM ebl WHERE id > ? AND id IN "  # noqa: S608
+                "(SELECT ebl_id FROM involvement WHERE party_id = ?) ORDER BY id LIMIT ?",
+                (after_id, party_id, limit),
+            ).fetchall()
+        return [self._ebl(row) for row in rows]
 
 
 class IdempotencyRepository:
@@ -295,16 +407,20 @@ class WitnessRepository:
         self._session.add(row)
 
 
-class TransferRepository:
+class TransferRepository(_DriverSql):
     """PINT: transfer chains, envelopes received, additional documents, transfers to send, and what came with
     eBLs from other platforms (their parties' key credentials and their logs' inclusion proofs)."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
 
     def chain(self, ebl_id: int) -> Sequence[TransferEntryRow]:
         statement = select(TransferEntryRow).where(TransferEntryRow.ebl_id == ebl_id)
         return self._session.exec(statement.order_by(col(TransferEntryRow.position))).all()
+
+    def last_hop_sequence(self, ebl_id: int) -> int | None:
+        """The sequence of the last party-signed transaction the eBL's last platform hop covers, if it has hops."""
+        row = self._execute(
+            "SELECT last_sequence FROM transfer_entry WHERE ebl_id = ? ORDER BY position DESC LIMIT 1", (ebl_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def add_entry(self, row: TransferEntryRow) -> None:
         self._session.add(row)
