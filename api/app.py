@@ -7,13 +7,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
-import anyio.to_thread
 import httpx
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 
 from api import errors, openapi
+from api.deps import in_thread
 from api.observability import Metrics, Observability
 from api.routes import dcsa, ebls, log, meta, pint, verify
 from ebl.config import Settings
@@ -39,9 +39,9 @@ async def _checkpoint_every(node: Node, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
-            await run_in_threadpool(node.sign_checkpoint)
+            await in_thread(node.sign_checkpoint)
             if node.settings.witness_urls:
-                await run_in_threadpool(_push, node)
+                await in_thread(_push, node)
         except Exception:
             logger.exception("signing or witnessing the periodic checkpoint failed; trying again in %s s", seconds)
 
@@ -74,9 +74,11 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Handlers are synchronous and run in worker threads. Past a few, threads only queue for the GIL and for
-        # the database; many threads make every request slower (the GIL convoy), so the pool stays small.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = node.settings.worker_threads
+        # The node's use cases block on the database and run on these threads (api.deps.in_thread). Past a few,
+        # threads only queue for the GIL and for the database; many threads make every request slower (the GIL
+        # convoy), so the pool stays small.
+        handlers = ThreadPoolExecutor(node.settings.worker_threads, thread_name_prefix="ebl-handler")
+        asyncio.get_running_loop().set_default_executor(handlers)
         task = asyncio.create_task(_checkpoint_every(node, node.settings.checkpoint_interval_seconds))
         try:
             with _courier(node):
@@ -85,6 +87,7 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            handlers.shutdown()
             if owns_node:
                 node.close()
 

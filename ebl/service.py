@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -30,6 +30,7 @@ from ebl.bundle import assemble, sign_head
 from ebl.chain import ActionCode, DocumentFacts, EblState, EntryPayload, Status, Transaction
 from ebl.config import Settings
 from ebl.corridor import CORRIDOR_PARTIES
+from ebl.directory import Caller, Directory, party_ref_json
 from ebl.document import validate_transport_document
 from ebl.errors import (
     BadRequest,
@@ -166,24 +167,6 @@ def _party_fields(row: PartyRow) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Caller:
-    """An authenticated party."""
-
-    id: str
-    party_name: str
-    platform: str
-    roles: frozenset[str]
-    identifying_codes: tuple[dict[str, Any], ...]
-
-    @property
-    def is_verifier(self) -> bool:
-        return Role.VERIFIER in self.roles
-
-    def ref(self) -> PartyRef:
-        return PartyRef.model_validate(_party_ref_json(self.party_name, self.platform, self.identifying_codes))
-
-
-@dataclass(frozen=True)
 class _Recipient:
     """Whom an action hands the eBL to: a party of this node, or one of a peer platform."""
 
@@ -208,16 +191,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _party_ref_json(name: str, platform: str, codes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    return {"partyName": name, "eblPlatform": platform, "identifyingCodes": [dict(c) for c in codes]}
-
-
 def _row_ref(row: PartyRow) -> dict[str, Any]:
-    return _party_ref_json(row.party_name, row.ebl_platform, row.identifying_codes)
-
-
-def _caller(row: PartyRow) -> Caller:
-    return Caller(row.id, row.party_name, row.ebl_platform, frozenset(row.roles), tuple(row.identifying_codes))
+    return party_ref_json(row.party_name, row.ebl_platform, row.identifying_codes)
 
 
 def hash_api_key(api_key: str) -> str:
@@ -291,6 +266,7 @@ class Node:
         keys_dir = settings.keys_dir
         self.node_key = keys.load_or_create_node_key(keys_dir / f"node-{self.platform}.pem")
         self._kek = keys.load_or_create_secret(keys_dir / f"kek-{self.platform}.bin")
+        self._parties = Directory(engine, self._kek)
         trust_path = keys_dir / "trust.json"
         trust = keys.TrustStore.load(trust_path) if trust_path.exists() else keys.TrustStore({})
         self.trust = trust.with_node_key(self.platform, self.node_key.public)
@@ -408,15 +384,15 @@ class Node:
             created_at=now,
         )
 
-    def authenticate(self, api_key: str | None) -> Caller:
-        if not api_key:
-            raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
-        digest = hash_api_key(api_key)
-        with read_session(self.engine) as session:
-            row = PartyRepository(session).by_api_key_hash(digest)
-        if row is None or not hmac.compare_digest(row.api_key_hash, digest):
+    def authenticate(self, api_key: str) -> Caller:
+        caller = self._parties.caller(hash_api_key(api_key))
+        if caller is None:
             raise Unauthenticated("the API key is not valid")
-        return _caller(row)
+        return caller
+
+    def remembered_caller(self, api_key: str) -> Caller | None:
+        """The caller of a valid API key that was used before (no database access), else ``None``."""
+        return self._parties.remembered_caller(hash_api_key(api_key))
 
     def sandbox_parties(self) -> list[SandboxParty]:
         if not self.settings.is_sandbox:
@@ -455,12 +431,12 @@ class Node:
             party_keys = [row.public_jwk for row in PartyRepository(session).all_keys()]
         return {"keys": [self.node_key.public.to_json(), *party_keys]}
 
-    def _resolve(self, parties: PartyRepository, ref: Mapping[str, Any], platform: str, where: str) -> _Recipient:
+    def _resolve(self, ref: Mapping[str, Any], platform: str, where: str) -> _Recipient:
         if platform != self.platform:
             return _Recipient(self._remote_party(ref, platform, where), None)
-        found = parties.with_codes(platform, code_keys(ref))
+        found = self._parties.with_codes(platform, code_keys(ref))
         if found:
-            return _Recipient(_row_ref(found[0]), found[0].id)
+            return _Recipient(found[0].ref, found[0].id)
         raise _unknown_party(platform, where)
 
     def _remote_party(self, ref: Mapping[str, Any], platform: str, where: str) -> dict[str, Any]:
@@ -484,13 +460,13 @@ class Node:
                 raise _unknown_party(platform, where)
             if answer.status_code == 200:
                 name = str(answer.json()["partyName"])
-        return _party_ref_json(name, platform, codes)
+        return party_ref_json(name, platform, codes)
 
-    def _custodial_key(self, parties: PartyRepository, party_id: str) -> keys.SigningKey:
-        for row in parties.keys_of(party_id):
-            if row.sealed_private_key is not None:
-                return keys.unseal(row.sealed_private_key, self._kek, context=row.kid)
-        raise Forbidden("this party holds its own key: the node cannot sign for it", code="NO_CUSTODIAL_KEY")
+    def _custodial_key(self, party_id: str) -> keys.SigningKey:
+        key = self._parties.custodial_key(party_id)
+        if key is None:
+            raise Forbidden("this party holds its own key: the node cannot sign for it", code="NO_CUSTODIAL_KEY")
+        return key
 
     # -- issuance --
 
@@ -502,20 +478,18 @@ class Node:
         issue_to_json = request.issueTo.model_dump(exclude_none=True)
         facts = DocumentFacts.of(document)
         document_checksum = canonical.checksum(document)
-        # Everything that needs no lock is done before the write transaction, which then only checks and stores:
-        # a writer holds the database's write turn (SQLite) or the log's append turn for as short a time as it can.
-        with read_session(self.engine) as session:
-            parties = PartyRepository(session)
-            recipient = self._resolve(parties, issue_to_json, request.issueTo.sendToPlatform, "issueTo")
-            signing_key = self._custodial_key(parties, caller.id)
-            issue_to_checksum = canonical.checksum(issue_to_json)
-            manifest = request.issuanceManifestSignedContent
-            if manifest is None:
-                signed = chain.IssuanceManifest(documentChecksum=document_checksum, issueToChecksum=issue_to_checksum)
-                manifest = jws.sign(signed.model_dump(exclude_none=True), signing_key)
-            else:
-                self._check_manifest(parties, caller, manifest, document_checksum, issue_to_checksum)
-            named = parties.with_codes(self.platform, _named_codes(document))
+        # Everything that needs no lock is done before the write, which then only checks and stores: the writes
+        # waiting meanwhile wait for as short a time as they can.
+        recipient = self._resolve(issue_to_json, request.issueTo.sendToPlatform, "issueTo")
+        signing_key = self._custodial_key(caller.id)
+        issue_to_checksum = canonical.checksum(issue_to_json)
+        manifest = request.issuanceManifestSignedContent
+        if manifest is None:
+            signed = chain.IssuanceManifest(documentChecksum=document_checksum, issueToChecksum=issue_to_checksum)
+            manifest = jws.sign(signed.model_dump(exclude_none=True), signing_key)
+        else:
+            self._check_manifest(caller, manifest, document_checksum, issue_to_checksum)
+        named = self._parties.with_codes(self.platform, _named_codes(document))
         tx = Transaction(
             actionCode=ActionCode.ISSUE,
             actor=caller.ref(),
@@ -564,15 +538,9 @@ class Node:
             self.departed()
         return view
 
-    def _check_manifest(
-        self,
-        parties: PartyRepository,
-        caller: Caller,
-        manifest: str,
-        document_checksum: str,
-        issue_to_checksum: str,
-    ) -> None:
-        key_row = parties.key(jws.kid(manifest))
+    def _check_manifest(self, caller: Caller, manifest: str, document_checksum: str, issue_to_checksum: str) -> None:
+        with read_session(self.engine) as session:
+            key_row = PartyRepository(session).key(jws.kid(manifest))
         if key_row is None or key_row.party_id != caller.id:
             raise InvalidSignature(
                 "the issuance manifest is not signed by a key of the issuing carrier",
@@ -634,7 +602,7 @@ class Node:
         if caller.is_verifier:
             raise Forbidden("verifiers read eBLs; they do not act on them", code="VERIFIER_READ_ONLY")
         with read_session(self.engine) as session:
-            ebls, parties = EblRepository(session), PartyRepository(session)
+            ebls = EblRepository(session)
             row = self._visible(ebls, caller, reference)
             if row.superseded:
                 raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
@@ -648,8 +616,8 @@ class Node:
                     code="PARTY_CHAIN_MISSING",
                 )
             state = chain.fold(facts, _transactions(entries))
-            recipient = self._recipient(parties, request, state)
-            signing_key = self._custodial_key(parties, caller.id)
+        recipient = self._recipient(request, state)
+        signing_key = self._custodial_key(caller.id)
         tx = Transaction(
             actionCode=request.actionCode,
             actor=caller.ref(),
@@ -692,13 +660,13 @@ class Node:
             self.departed()
         return view
 
-    def _recipient(self, parties: PartyRepository, request: TransactionRequest, state: EblState) -> _Recipient | None:
+    def _recipient(self, request: TransactionRequest, state: EblState) -> _Recipient | None:
         if request.recipient is not None:
-            return self._resolve(parties, request.recipient.to_json(), request.recipient.eblPlatform, "recipient")
+            return self._resolve(request.recipient.to_json(), request.recipient.eblPlatform, "recipient")
         if request.actionCode == ActionCode.SREJ and state.surrender_requester is not None:
             # SREJ returns the eBL to whoever asked to surrender it: that party is the recipient.
             requester = state.surrender_requester
-            return self._resolve(parties, requester, str(requester["eblPlatform"]), "recipient")
+            return self._resolve(requester, str(requester["eblPlatform"]), "recipient")
         return None
 
     # -- reading --

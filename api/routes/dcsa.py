@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from api.deps import CallerDep, JsonBody, NodeDep
+from api.deps import CallerDep, JsonBody, NodeDep, in_thread
 from api.openapi import ERRORS, request_body
 from ebl.service import DcsaIssuanceRequest, IssueRequest, parse_model
 
@@ -22,17 +22,14 @@ router = APIRouter(prefix="/v3", tags=["DCSA"])
     responses={k: ERRORS[k] for k in (400, 401, 403, 409, 413)},
     openapi_extra=request_body(DcsaIssuanceRequest),
 )
-def issuance_request(node: NodeDep, caller: CallerDep, body: JsonBody) -> Response:
+async def issuance_request(node: NodeDep, caller: CallerDep, body: JsonBody) -> Response:
     request = parse_model(DcsaIssuanceRequest, body)
-    node.issue(
-        caller,
-        IssueRequest(
-            transportDocument=request.document,
-            issueTo=request.issueTo,
-            issuanceManifestSignedContent=request.issuanceManifestSignedContent,
-        ),
-        document_path="$.document",
+    issue = IssueRequest(
+        transportDocument=request.document,
+        issueTo=request.issueTo,
+        issuanceManifestSignedContent=request.issuanceManifestSignedContent,
     )
+    await in_thread(lambda: node.issue(caller, issue, document_path="$.document"))
     return Response(status_code=204)
 
 
@@ -41,5 +38,5 @@ def issuance_request(node: NodeDep, caller: CallerDep, body: JsonBody) -> Respon
     summary="DCSA endorsement chain (carrier)",
     responses={k: ERRORS[k] for k in (401, 403, 404)},
 )
-def endorsement_chain(node: NodeDep, caller: CallerDep, reference: str) -> list[dict[str, Any]]:
-    return node.endorsement_chain(caller, reference)
+async def endorsement_chain(node: NodeDep, caller: CallerDep, reference: str) -> list[dict[str, Any]]:
+    return await in_thread(node.endorsement_chain, caller, reference)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from api import idempotency
-from api.deps import CallerDep, JsonBody, NodeDep
+from api.deps import CallerDep, JsonBody, NodeDep, in_thread
 from api.openapi import ERRORS, request_body
 from ebl.service import EblPage, EblView, IssueRequest, TransactionRequest, parse_model
 
@@ -26,25 +26,25 @@ _IDEMPOTENCY = "Send an `Idempotency-Key` header to make a retry safe: the same 
     responses={k: ERRORS[k] for k in (400, 401, 403, 409, 413)},
     openapi_extra=request_body(IssueRequest),
 )
-def issue(request: Request, node: NodeDep, caller: CallerDep, body: JsonBody) -> Response:
-    return idempotency.run(
-        request, node, caller, body, 201, lambda: node.issue(caller, parse_model(IssueRequest, body))
+async def issue(request: Request, node: NodeDep, caller: CallerDep, body: JsonBody) -> Response:
+    return await in_thread(
+        idempotency.run, request, node, caller, body, 201, lambda: node.issue(caller, parse_model(IssueRequest, body))
     )
 
 
 @router.get("", summary="eBLs the caller is or was involved in (verifiers: all)", responses={401: ERRORS[401]})
-def list_ebls(
+async def list_ebls(
     node: NodeDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> EblPage:
-    return node.list_ebls(caller, limit=limit, cursor=cursor)
+    return await in_thread(lambda: node.list_ebls(caller, limit=limit, cursor=cursor))
 
 
 @router.get("/{reference}", summary="The document and its current state", responses={k: ERRORS[k] for k in (401, 404)})
-def get_ebl(node: NodeDep, caller: CallerDep, reference: str) -> EblView:
-    return node.get(caller, reference)
+async def get_ebl(node: NodeDep, caller: CallerDep, reference: str) -> EblView:
+    return await in_thread(node.get, caller, reference)
 
 
 @router.post(
@@ -57,9 +57,15 @@ def get_ebl(node: NodeDep, caller: CallerDep, reference: str) -> EblView:
     responses={k: ERRORS[k] for k in (400, 401, 403, 404, 409, 413)},
     openapi_extra=request_body(TransactionRequest),
 )
-def act(request: Request, node: NodeDep, caller: CallerDep, reference: str, body: JsonBody) -> Response:
-    return idempotency.run(
-        request, node, caller, body, 201, lambda: node.act(caller, reference, parse_model(TransactionRequest, body))
+async def act(request: Request, node: NodeDep, caller: CallerDep, reference: str, body: JsonBody) -> Response:
+    return await in_thread(
+        idempotency.run,
+        request,
+        node,
+        caller,
+        body,
+        201,
+        lambda: node.act(caller, reference, parse_model(TransactionRequest, body)),
     )
 
 
@@ -68,8 +74,8 @@ def act(request: Request, node: NodeDep, caller: CallerDep, reference: str, body
     summary="The signed chain entries (compact JWS, oldest first)",
     responses={k: ERRORS[k] for k in (401, 404)},
 )
-def get_chain(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, list[str]]:
-    return {"entries": node.chain_entries(caller, reference)}
+async def get_chain(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, list[str]]:
+    return {"entries": await in_thread(node.chain_entries, caller, reference)}
 
 
 @router.get(
@@ -78,8 +84,8 @@ def get_chain(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, lis
     description="Verify it with `POST /v1/verify` or offline: `ebl verify BUNDLE --trust keys/trust.json`.",
     responses={k: ERRORS[k] for k in (401, 404)},
 )
-def get_bundle(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, Any]:
-    return node.bundle(caller, reference)
+async def get_bundle(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, Any]:
+    return await in_thread(node.bundle, caller, reference)
 
 
 @router.get(
@@ -89,5 +95,5 @@ def get_bundle(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, An
     "`signedResponse` is the receiving platform's signed answer, kept as the receipt.",
     responses={k: ERRORS[k] for k in (401, 404)},
 )
-def get_transfers(node: NodeDep, caller: CallerDep, reference: str) -> list[dict[str, Any]]:
-    return node.transfers_of(caller, reference)
+async def get_transfers(node: NodeDep, caller: CallerDep, reference: str) -> list[dict[str, Any]]:
+    return await in_thread(node.transfers_of, caller, reference)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
-from api.deps import NodeDep, TextBody
+from api.deps import NodeDep, TextBody, in_thread
 from api.openapi import ERRORS
 
 router = APIRouter(prefix="/v1/log", tags=["ledger"])
@@ -21,8 +21,8 @@ _Size = Annotated[int, Query(ge=0, le=2**53)]
     summary="The latest signed checkpoint (C2SP tlog-checkpoint note)",
     description="`<origin>\\n<size>\\n<base64 root>\\n`, a blank line, and the node's Ed25519 note signature.",
 )
-def checkpoint(node: NodeDep) -> str:
-    return node.checkpoint()
+async def checkpoint(node: NodeDep) -> str:
+    return await in_thread(node.checkpoint)
 
 
 @router.get(
@@ -30,7 +30,7 @@ def checkpoint(node: NodeDep) -> str:
     response_class=PlainTextResponse,
     summary="The C2SP verifier key of the log (`<origin>+<key ID>+<base64 key>`)",
 )
-def vkey(node: NodeDep) -> str:
+async def vkey(node: NodeDep) -> str:
     return node.ledger.vkey + "\n"
 
 
@@ -39,8 +39,8 @@ def vkey(node: NodeDep) -> str:
     summary="RFC 6962 inclusion proof of leaf `index` in the tree of size `treeSize` (hashes in base64)",
     responses={400: ERRORS[400]},
 )
-def inclusion(node: NodeDep, index: Annotated[int, Query(ge=0, le=2**53)], treeSize: _Size) -> dict[str, Any]:
-    return node.inclusion_proof(index, treeSize)
+async def inclusion(node: NodeDep, index: Annotated[int, Query(ge=0, le=2**53)], treeSize: _Size) -> dict[str, Any]:
+    return await in_thread(node.inclusion_proof, index, treeSize)
 
 
 @router.get(
@@ -48,8 +48,8 @@ def inclusion(node: NodeDep, index: Annotated[int, Query(ge=0, le=2**53)], treeS
     summary="RFC 6962 consistency proof between tree sizes `first` and `second` (hashes in base64)",
     responses={400: ERRORS[400]},
 )
-def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, Any]:
-    return node.consistency_proof(first, second)
+async def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, Any]:
+    return await in_thread(node.consistency_proof, first, second)
 
 
 @router.get(
@@ -57,8 +57,8 @@ def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, Any]:
     summary="Log entry `index`: the chain entry (compact JWS), its checksum and its leaf hash",
     responses={k: ERRORS[k] for k in (400, 404)},
 )
-def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
-    return node.log_entry(index)
+async def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
+    return await in_thread(node.log_entry, index)
 
 
 @router.post(
@@ -72,5 +72,5 @@ def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[st
     responses={k: ERRORS[k] for k in (400, 403, 404)},
     openapi_extra={"requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-def add_checkpoint(node: NodeDep, body: TextBody) -> str:
-    return node.add_checkpoint(body)
+async def add_checkpoint(node: NodeDep, body: TextBody) -> str:
+    return await in_thread(node.add_checkpoint, body)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import CallerDep, JsonBody, NodeDep
+from api.deps import CallerDep, JsonBody, NodeDep, in_thread
 from api.openapi import ERRORS
 from ebl.service import PartyInfo, SandboxParty
 
@@ -15,8 +15,8 @@ router = APIRouter()
 
 
 @router.get("/health", tags=["meta"], summary="Liveness and database reachability")
-def health(node: NodeDep) -> dict[str, str]:
-    node.health()
+async def health(node: NodeDep) -> dict[str, str]:
+    await in_thread(node.health)
     return {"status": "ok", "platform": node.platform}
 
 
@@ -29,13 +29,13 @@ def health(node: NodeDep) -> dict[str, str]:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
-def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    return Response(await in_thread(request.app.state.metrics.exposition), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/.well-known/jwks.json", tags=["meta"], summary="Every public key that signed anything on this node")
-def jwks(node: NodeDep) -> dict[str, Any]:
-    return node.jwks()
+async def jwks(node: NodeDep) -> dict[str, Any]:
+    return await in_thread(node.jwks)
 
 
 @router.get(
@@ -45,13 +45,13 @@ def jwks(node: NodeDep) -> dict[str, Any]:
     description="CQSB and SGSB are this project's sandbox platform codes, not DCSA-registered ones.",
     responses={404: ERRORS[404]},
 )
-def sandbox_parties(node: NodeDep) -> list[SandboxParty]:
-    return node.sandbox_parties()
+async def sandbox_parties(node: NodeDep) -> list[SandboxParty]:
+    return await in_thread(node.sandbox_parties)
 
 
 @router.get("/v1/parties", tags=["parties"], summary="Party directory", responses={401: ERRORS[401]})
-def parties(node: NodeDep, _caller: CallerDep) -> list[PartyInfo]:
-    return node.directory()
+async def parties(node: NodeDep, _caller: CallerDep) -> list[PartyInfo]:
+    return await in_thread(node.directory)
 
 
 @router.post(
@@ -64,5 +64,5 @@ def parties(node: NodeDep, _caller: CallerDep) -> list[PartyInfo]:
     responses={k: ERRORS[k] for k in (400, 401, 409)},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-def register_key(node: NodeDep, caller: CallerDep, body: JsonBody) -> dict[str, Any]:
-    return node.register_key(caller, body)
+async def register_key(node: NodeDep, caller: CallerDep, body: JsonBody) -> dict[str, Any]:
+    return await in_thread(node.register_key, caller, body)

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import JsonBody, NodeDep
+from api.deps import JsonBody, NodeDep, in_thread
 from api.openapi import ERRORS
 from ebl.transfers import PintAnswer
 
@@ -37,8 +37,8 @@ def _json(answer: PintAnswer) -> JSONResponse:
     description="Body: a DCSA IdentifyingCode. 200 with the party's name; 404 (deliberately vague) otherwise.",
     responses={400: ERRORS[400], 404: {"model": ERRORS[404]["model"], "description": "no such party here"}},
 )
-def receiver_validation(node: NodeDep, body: JsonBody) -> dict[str, str]:
-    return node.transfers.receiver_validation(body)
+async def receiver_validation(node: NodeDep, body: JsonBody) -> dict[str, str]:
+    return await in_thread(node.transfers.receiver_validation, body)
 
 
 @router.post(
@@ -56,8 +56,8 @@ def receiver_validation(node: NodeDep, body: JsonBody) -> dict[str, str]:
         422: _SIGNED,
     },
 )
-def start(node: NodeDep, body: JsonBody) -> JSONResponse:
-    return _json(node.transfers.start(body))
+async def start(node: NodeDep, body: JsonBody) -> JSONResponse:
+    return _json(await in_thread(node.transfers.start, body))
 
 
 @router.put(
@@ -68,8 +68,8 @@ def start(node: NodeDep, body: JsonBody) -> JSONResponse:
     "match the checksum or the declared size, or the manifest does not declare the document.",
     responses={204: {"description": "received"}, 400: ERRORS[400], 404: ERRORS[404], 409: _SIGNED, 422: _SIGNED},
 )
-def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum, body: JsonBody) -> Response:
-    answer = node.transfers.put_document(reference, checksum, body)
+async def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum, body: JsonBody) -> Response:
+    answer = await in_thread(node.transfers.put_document, reference, checksum, body)
     return Response(status_code=204) if answer is None else _json(answer)
 
 
@@ -80,5 +80,5 @@ def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum, body
     "`DISE`, 422 `BSIG`/`BENV`; every answer signed.",
     responses={200: _SIGNED, 404: ERRORS[404], 409: _SIGNED, 422: _SIGNED},
 )
-def finish(node: NodeDep, reference: _Reference) -> JSONResponse:
-    return _json(node.transfers.finish(reference))
+async def finish(node: NodeDep, reference: _Reference) -> JSONResponse:
+    return _json(await in_thread(node.transfers.finish, reference))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import JsonBody, NodeDep
+from api.deps import JsonBody, NodeDep, in_thread
 from api.openapi import ERRORS
 from ebl.verify import VerificationReport
 
@@ -26,11 +26,11 @@ router = APIRouter(tags=["verification"])
         }
     },
 )
-def verify(
+async def verify(
     node: NodeDep,
     body: JsonBody,
     witnesses: Annotated[
         int, Query(ge=0, le=16, description="cosignatures of other trusted nodes the checkpoint must carry")
     ] = 0,
 ) -> VerificationReport:
-    return node.verify(body, witnesses=witnesses)
+    return await in_thread(lambda: node.verify(body, witnesses=witnesses))
