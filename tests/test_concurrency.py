@@ -1,12 +1,14 @@
 """Exactly one of many concurrent conflicting actions wins, and the chain and the log stay whole; the database
-enforces it (a row lock on the eBL, unique keys on chain positions and references, one appender at a time).
+enforces it (a row lock on the eBL, unique keys on chain positions and references, one write transaction at a time).
 
-Each request runs in its own thread on its own database connection, on whichever database the suite runs on.
+The requests are spread over several nodes on one database, as over the processes of one deployment: each node has
+its own engine and so its own connections, and only the database stands between their writes.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import IntegrityError
 
+from api.app import create_app
 from ebl.audit import AuditSummary, audit
 from ebl.service import Node
 from ebl.store.db import read_session, write
@@ -24,6 +27,23 @@ from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, CQ_CUSTOMS, SG_BANK, SG_
 
 REF = "YXRS2611CKGSIN001"
 CLIENTS = 50
+NODES = 3
+
+
+@pytest.fixture
+def apis(node: Node) -> Iterator[list[Api]]:
+    """``NODES`` nodes on the database of ``node``, each with its own engine, each driven over HTTP."""
+    others = [Node.open(node.settings) for _ in range(NODES - 1)]
+    clients = [TestClient(create_app(n), raise_server_exceptions=False) for n in [node, *others]]
+    for client in clients:
+        client.__enter__()
+    try:
+        yield [Api(client) for client in clients]
+    finally:
+        for client in clients:
+            client.__exit__(None, None, None)
+        for other in others:
+            other.close()
 
 
 def _assert_audit_passes(node: Node) -> AuditSummary:
@@ -36,13 +56,18 @@ def _assert_audit_passes(node: Node) -> AuditSummary:
     return summary
 
 
-def test_concurrent_conflicting_transfers_have_exactly_one_winner(api: Api, node: Node, sample: dict[str, Any]) -> None:
+def test_concurrent_conflicting_transfers_have_exactly_one_winner(
+    apis: list[Api], node: Node, sample: dict[str, Any]
+) -> None:
+    api = apis[0]
     assert api.issue(sample).status_code == 201
     others = [CQ_BANK, SG_BANK, CQ_CUSTOMS, SG_CUSTOMS, CONSIGNEE, CARRIER]
     recipients = [others[i % len(others)] for i in range(CLIENTS)]
 
     with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-        responses = list(pool.map(lambda recipient: api.act(SHIPPER, REF, "TRANSFER", recipient), recipients))
+        responses = list(
+            pool.map(lambda i: apis[i % NODES].act(SHIPPER, REF, "TRANSFER", recipients[i]), range(CLIENTS))
+        )
 
     winners = [r for r in responses if r.status_code == 201]
     assert len(winners) == 1, sorted(r.status_code for r in responses)
@@ -58,19 +83,19 @@ def test_concurrent_conflicting_transfers_have_exactly_one_winner(api: Api, node
 
 
 def test_concurrent_issuance_of_one_reference_gives_one_ebl(
-    client: TestClient, node: Node, sample: dict[str, Any]
+    apis: list[Api], node: Node, sample: dict[str, Any]
 ) -> None:
-    api = Api(client)
+    api = apis[0]
     with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-        responses = list(pool.map(lambda _: api.issue(sample), range(CLIENTS)))
+        responses = list(pool.map(lambda i: apis[i % NODES].issue(sample), range(CLIENTS)))
     assert sorted(r.status_code for r in responses) == [201] + [409] * (CLIENTS - 1)
     page = api.get(CQ_CUSTOMS, "/v1/ebls").json()
     assert [item["transportDocumentReference"] for item in page["items"]] == [REF]
     _assert_audit_passes(node)
 
 
-def test_concurrent_actions_on_different_ebls_all_succeed(api: Api, node: Node, sample: dict[str, Any]) -> None:
-    """The log admits one appender at a time: writers queue for it rather than failing."""
+def test_concurrent_actions_on_different_ebls_all_succeed(apis: list[Api], node: Node, sample: dict[str, Any]) -> None:
+    """One write transaction at a time appends to the log: writers queue for their turn rather than failing."""
     documents = []
     for i in range(CLIENTS):
         document = copy.deepcopy(sample)
@@ -78,10 +103,12 @@ def test_concurrent_actions_on_different_ebls_all_succeed(api: Api, node: Node, 
         documents.append(document)
 
     with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-        issued = list(pool.map(api.issue, documents))
+        issued = list(pool.map(lambda i: apis[i % NODES].issue(documents[i]), range(CLIENTS)))
         assert [r.status_code for r in issued] == [201] * CLIENTS, [r.text for r in issued if r.status_code != 201]
         refs = [d["transportDocumentReference"] for d in documents]
-        moved = list(pool.map(lambda ref: api.act(SHIPPER, ref, "TRANSFER", CQ_BANK), refs))
+        moved = list(
+            pool.map(lambda i: apis[-1 - i % NODES].act(SHIPPER, refs[i], "TRANSFER", CQ_BANK), range(CLIENTS))
+        )
     assert [r.status_code for r in moved] == [201] * CLIENTS, [r.text for r in moved if r.status_code != 201]
     summary = _assert_audit_passes(node)
     assert (summary.ebls, summary.entries) == (CLIENTS, 2 * CLIENTS)

@@ -1,0 +1,153 @@
+"""Group commit (``ebl.store.db.write``): writes that wait while another commits share the next transaction, each in
+a savepoint of its own; a caller hears of its write only once it has committed; one failing write changes nothing
+for the others. On whichever database the suite runs on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from ebl.store import db
+from ebl.store.db import driver_connection, make_engine, migrate, write
+from ebl.store.tables import PartyRow
+from tests.conftest import DATABASES
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(DATABASES.url(tmp_path))
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE probe (name VARCHAR(40) PRIMARY KEY)")
+    yield engine
+    engine.dispose()
+
+
+def _sql(session: Session, statement: str, *parameters: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.replace("?", "%s")
+    return driver_connection(session).execute(statement, parameters)
+
+
+def _insert(name: str) -> Callable[[Session], str]:
+    def job(session: Session) -> str:
+        _sql(session, "INSERT INTO probe (name) VALUES (?)", name)
+        return name
+
+    return job
+
+
+def _names(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return {name for (name,) in connection.exec_driver_sql("SELECT name FROM probe")}
+
+
+def _wait_until_waiting(engine: Engine, count: int) -> None:
+    """Until ``count`` writes wait behind the one being run (the writer's queue is the only way to know)."""
+    deadline = time.monotonic() + 30
+    while len(db._WRITERS[engine]._waiting) < count:
+        assert time.monotonic() < deadline, "the writes never queued up"
+        time.sleep(0.001)
+
+
+class Refused(Exception):
+    pass
+
+
+def test_a_failing_write_rolls_back_alone_while_the_writes_beside_it_commit(engine: Engine) -> None:
+    running, release = threading.Event(), threading.Event()
+
+    def held(session: Session) -> str:
+        _sql(session, "INSERT INTO probe (name) VALUES (?)", "held")
+        running.set()
+        release.wait(30)  # keeps the lead while the other writes queue up behind it
+        return "held"
+
+    def failing(session: Session) -> None:
+        _sql(session, "INSERT INTO probe (name) VALUES (?)", "failing")
+        raise Refused("this write changes nothing")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = pool.submit(write, engine, held)
+        assert running.wait(30)
+        queued = [pool.submit(write, engine, job) for job in (_insert("before"), failing, _insert("after"))]
+        _wait_until_waiting(engine, 3)
+        release.set()
+        assert first.result() == "held"
+        assert queued[0].result() == "before"
+        with pytest.raises(Refused):
+            queued[1].result()
+        assert queued[2].result() == "after"
+    assert _names(engine) == {"held", "before", "after"}
+
+
+def test_a_broken_constraint_fails_only_its_own_write(engine: Engine) -> None:
+    write(engine, _insert("taken"))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(lambda name: _outcome(engine, name), ["taken", "new-1", "new-2"] * 5))
+    assert sorted(outcomes) == ["IntegrityError"] * 13 + ["new-1", "new-2"]
+    assert _names(engine) == {"taken", "new-1", "new-2"}
+
+
+def _outcome(engine: Engine, name: str) -> str:
+    try:
+        return write(engine, _insert(name))
+    except engine.dialect.loaded_dbapi.IntegrityError:  # the driver's: the probe's SQL goes straight to it
+        return "IntegrityError"
+
+
+def test_every_write_of_many_threads_is_committed_once(engine: Engine) -> None:
+    names = [f"w{i:03d}" for i in range(200)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert list(pool.map(lambda name: write(engine, _insert(name)), names)) == names
+    assert _names(engine) == set(names)
+
+
+def test_a_write_cannot_wait_for_another_write(engine: Engine) -> None:
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        write(engine, lambda session: write(engine, _insert("nested")))
+    assert _names(engine) == set()
+
+
+def test_orm_and_plain_sql_of_one_write_roll_back_together(engine: Engine) -> None:
+    def mixed(session: Session) -> None:
+        _sql(session, "INSERT INTO probe (name) VALUES (?)", "plain")
+        session.add(
+            PartyRow(
+                id="p" * 32,
+                party_name="Flushed, then rolled back",
+                ebl_platform="CQSB",
+                roles=["holder"],
+                identifying_codes=[],
+                api_key_hash="0" * 64,
+                created_at=datetime.now(UTC),
+            )
+        )
+        session.flush()
+        raise Refused("after the flush")
+
+    with pytest.raises(Refused):
+        write(engine, mixed)
+    assert _names(engine) == set()
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT COUNT(*) FROM party").scalar() == 0
+
+
+def test_a_write_that_breaks_the_transaction_fails_its_batch_and_the_next_write_works(engine: Engine) -> None:
+    def breaks(session: Session) -> None:
+        _sql(session, "ROLLBACK")
+
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error, whichever it is
+        write(engine, breaks)
+    assert write(engine, _insert("afterwards")) == "afterwards"
+    assert _names(engine) == {"afterwards"}
