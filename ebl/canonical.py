@@ -101,11 +101,61 @@ def loads(data: bytes | str) -> Any:
 
 
 def canonicalize(value: Any) -> bytes:
-    """The RFC 8785 form of a JSON value."""
+    """The RFC 8785 form of a JSON value.
+
+    ``rfc8785`` defines the result. It is pure Python, though, and a transport document's checksum was the largest
+    cost of an issuance, so values whose RFC 8785 form Python's own C encoder writes byte for byte — almost every
+    document — take that route (:func:`_for_json_module`); ``rfc8785`` writes the rest. tests/test_canonical.py checks
+    both routes against the RFC's vectors, an independent serialiser and ``rfc8785`` on random values.
+    """
     try:
-        return rfc8785.dumps(value)
+        try:
+            ready = _for_json_module(value)
+        except _NotPlainJson:
+            return rfc8785.dumps(value)
+        return json.dumps(ready, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
     except (rfc8785.CanonicalizationError, RecursionError, UnicodeEncodeError) as exc:
         raise MalformedJson(f"the value cannot be canonicalised with RFC 8785: {exc}") from None
+
+
+class _NotPlainJson(Exception):
+    """The value holds something whose RFC 8785 form the json module would not write."""
+
+
+def _for_json_module(value: Any) -> Any:
+    """``value`` ready for ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` to write its
+    RFC 8785 form, or :class:`_NotPlainJson`.
+
+    That encoder and RFC 8785 agree on ``null``, ``true``, ``false``, integers (within ±2^53, the I-JSON range), and
+    strings: both escape exactly ``"``, ``\\`` and U+0000–U+001F, with the short escapes for \\b \\t \\n \\f \\r and
+    lowercase ``\\u00xx`` for the others. They order object keys alike when no key holds a character beyond U+FFFF
+    (RFC 8785 compares UTF-16 code units, Python code points; they differ only for surrogate pairs). For a double
+    with 10^-4 ≤ |x| < 10^16 both write the shortest digits that round-trip (``rfc8785`` takes them from ``repr``) in
+    plain decimal notation, except that RFC 8785 writes an integral one without ".0" (11620.0 as 11620): such a
+    double is handed over as the integer it is, exactly. Zero is 0. Anything else — other doubles, other types, keys
+    beyond the BMP — goes to ``rfc8785``.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+            return value
+        raise _NotPlainJson
+    if kind is float:
+        if 1e-4 <= abs(value) < 1e16:
+            return int(value) if value.is_integer() else value
+        if value == 0:
+            return 0  # also -0.0
+        raise _NotPlainJson
+    if kind is list:
+        return [_for_json_module(item) for item in value]
+    if kind is dict:
+        for key in value:
+            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
+                raise _NotPlainJson
+        return {key: _for_json_module(item) for key, item in value.items()}
+    raise _NotPlainJson
 
 
 def sha256_hex(data: bytes) -> str:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ebl import canonical
 from ebl.errors import BadRequest, MalformedJson
@@ -232,6 +236,39 @@ def test_rfc8785_key_ordering_by_utf16_code_units() -> None:
 def test_strings_escape_only_what_rfc8785_escapes() -> None:
     value = {"s": "é/\u2028\x7f\x1f\t"}
     assert canonical.canonicalize(value) == '{"s":"é/\u2028\x7f\\u001f\\t"}'.encode()
+
+
+_BOUNDARY_DOUBLES = [
+    x
+    for edge in (1e-4, 1e16, 2.0**53, 1e21, 1e-6, 0.5)
+    for x in (edge, math.nextafter(edge, 0), math.nextafter(edge, math.inf), -edge)
+]
+_keys = st.text(alphabet=st.characters(codec="utf-8"), max_size=6) | st.sampled_from(["\ufb33", "\U0001f600", "\r"])
+_any_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(_BOUNDARY_DOUBLES)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_any_json)
+def test_canonicalize_writes_what_rfc8785_writes(value: Any) -> None:
+    """Both routes of canonicalize (Python's C encoder where it writes RFC 8785 exactly, rfc8785 elsewhere) agree
+    with the rfc8785 package on every value, floats of every magnitude and keys beyond the BMP included."""
+    assert canonical.canonicalize(value) == rfc8785.dumps(value)
+
+
+def test_the_sample_document_takes_the_c_encoders_route() -> None:
+    # The reason for the second route: a transport document's floats (weights, volumes) stay on it.
+    document = json.loads(sample_bytes())
+    assert canonical._for_json_module(document) is not None
+    assert canonical.canonicalize(document) == rfc8785.dumps(document)
 
 
 def test_canonicalize_refuses_values_that_are_not_i_json() -> None:
