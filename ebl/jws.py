@@ -8,12 +8,11 @@ signatures are deterministic to read, while verification takes the payload bytes
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from joserfc import jws
@@ -39,60 +38,69 @@ def sign(payload: Mapping[str, Any], key: SigningKey, *, typ: str | None = None)
     )
 
 
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+@dataclass(frozen=True)
+class Token:
+    """A compact JWS, read but not verified: decode it once, then ask it for its kid, its payload, and whether a key
+    verifies it."""
+
+    compact: str
+    header: dict[str, Any]
+    """The protected header, unverified: use it only to find the key that must then verify the JWS."""
+    payload_bytes: bytes
+    """The payload exactly as signed."""
+    _signed: jws.CompactSignature
+
+    @property
+    def kid(self) -> str:
+        value = self.header.get("kid")
+        if not isinstance(value, str) or not value:
+            raise InvalidSignature("the JWS header names no kid")
+        return value
+
+    def payload(self) -> Any:
+        """The payload as I-JSON."""
+        return canonical.loads(self.payload_bytes)
 
 
-def _parts(compact: Any) -> list[str]:
+def parse(compact: Any) -> Token:
+    """Read a compact JWS (RFC 7515 §7.1) without verifying it; raise :class:`InvalidSignature` if it is not one."""
     # fullmatch: the pattern's "$" also matches before a trailing newline.
     if not isinstance(compact, str) or not COMPACT_PATTERN.fullmatch(compact):
         raise InvalidSignature("not a compact JWS (header.payload.signature in base64url)")
-    return compact.split(".")
+    try:
+        signed = jws.extract_compact(compact.encode("ascii"))
+    except (JoseError, ValueError, TypeError, RecursionError):
+        raise InvalidSignature(
+            "the JWS header is not base64url JSON with an alg, or the payload is not base64url"
+        ) from None
+    if not isinstance(signed.protected, dict):
+        raise InvalidSignature("the JWS header is not a JSON object")
+    return Token(compact, signed.protected, bytes(signed.payload), signed)
 
 
 def header(compact: Any) -> dict[str, Any]:
     """The protected header, unverified: use it only to find the key that must then verify the JWS."""
-    try:
-        value = json.loads(_b64decode(_parts(compact)[0]))
-    except (binascii.Error, ValueError, RecursionError):
-        raise InvalidSignature("the JWS header is not base64url JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidSignature("the JWS header is not a JSON object")
-    return value
+    return parse(compact).header
 
 
 def kid(compact: Any) -> str:
-    value = header(compact).get("kid")
-    if not isinstance(value, str) or not value:
-        raise InvalidSignature("the JWS header names no kid")
-    return value
+    return parse(compact).kid
 
 
 def unverified_payload(compact: Any) -> Any:
     """The payload as JSON, without checking the signature (to show what a broken entry claimed)."""
-    return canonical.loads(payload_bytes(compact))
+    return parse(compact).payload()
 
 
-def payload_bytes(compact: Any) -> bytes:
-    """The payload bytes, without checking the signature."""
-    try:
-        return _b64decode(_parts(compact)[1])
-    except binascii.Error:
-        raise InvalidSignature("the JWS payload is not base64url") from None
-
-
-def verify(compact: Any, key: PublicKey) -> Any:
+def verify(compact: str | Token, key: PublicKey) -> Any:
     """Verify ``compact`` with ``key`` and return its JSON payload; raise :class:`InvalidSignature` otherwise."""
     return canonical.loads(verify_bytes(compact, key))
 
 
-def verify_bytes(compact: Any, key: PublicKey) -> bytes:
-    """Verify ``compact`` with ``key`` and return the payload bytes it signs; raise :class:`InvalidSignature`.
-
-    For a caller that already read the payload (:func:`unverified_payload`) and only needs to know that the
-    signature covers those very bytes.
-    """
-    claimed = header(compact)
+def verify_bytes(compact: str | Token, key: PublicKey) -> bytes:
+    """Verify ``compact`` with ``key`` and return the payload bytes it signs; raise :class:`InvalidSignature`."""
+    token = compact if isinstance(compact, Token) else parse(compact)
+    claimed = token.header
     if claimed.get("alg") != key.alg:
         raise InvalidSignature(
             f"the JWS header names alg {claimed.get('alg')!r} but key {key.kid} is pinned to {key.alg}"
@@ -100,7 +108,15 @@ def verify_bytes(compact: Any, key: PublicKey) -> bytes:
     if "crit" in claimed:
         raise InvalidSignature("the JWS header has critical extensions this verifier does not understand")
     try:
-        result = jws.deserialize_compact(compact, key.jose_key(), algorithms=[key.alg])
+        valid = jws.validate_compact(token._signed, key.jose_key(), registry=_registry(key.alg))
     except (JoseError, ValueError, TypeError):
-        raise InvalidSignature(f"the signature does not verify with key {key.kid}") from None
-    return bytes(result.payload)
+        valid = False
+    if not valid:
+        raise InvalidSignature(f"the signature does not verify with key {key.kid}")
+    return token.payload_bytes
+
+
+@cache
+def _registry(alg: str) -> jws.JWSRegistry:
+    """joserfc's registry that admits only ``alg``: the key's pinned algorithm, never the header's choice."""
+    return jws.JWSRegistry(algorithms=[alg])
