@@ -13,9 +13,9 @@ import httpx
 from fastapi import FastAPI
 
 from api import errors, openapi
-from api.deps import in_thread
 from api.observability import Metrics, Observability
 from api.routes import dcsa, ebls, log, meta, pint, verify
+from ebl.blocking import in_thread
 from ebl.config import Settings
 from ebl.pint import Courier
 from ebl.ratelimit import RateLimiter
@@ -74,9 +74,9 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # The node's use cases block on the database and run on these threads (api.deps.in_thread). Past a few,
-        # threads only queue for the GIL and for the database; many threads make every request slower (the GIL
-        # convoy), so the pool stays small.
+        # Blocking work runs on these threads (ebl.blocking.in_thread): PostgreSQL statements, commits, CPU-bound
+        # verification, the periodic checkpoint. Past a few, threads only queue for the interpreter lock, and
+        # every one of them makes the event loop wait for it too, so the pool stays small.
         handlers = ThreadPoolExecutor(node.settings.worker_threads, thread_name_prefix="ebl-handler")
         asyncio.get_running_loop().set_default_executor(handlers)
         task = asyncio.create_task(_checkpoint_every(node, node.settings.checkpoint_interval_seconds))

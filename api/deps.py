@@ -1,30 +1,15 @@
-"""Typed dependencies (the node, the authenticated caller, the strictly parsed JSON body) and the handler threads.
-
-Routes are coroutines: they parse on the event loop and hand the node's use cases, which block on the database, to
-:func:`in_thread`. The event loop itself never waits for the database.
-"""
+"""Typed dependencies: the node, the authenticated caller, and the strictly parsed JSON body."""
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from ebl import canonical
+from ebl.blocking import in_thread
 from ebl.errors import BadRequest, PayloadTooLarge, Unauthenticated
 from ebl.service import Caller, Node
-
-_T = TypeVar("_T")
-
-
-async def in_thread(function: Callable[..., _T], *args: Any) -> _T:
-    """Run ``function(*args)`` on one of the app's handler threads (the event loop's default executor, which the
-    app sizes to ``EBL_WORKER_THREADS``), with this request's context (its id for the logs)."""
-    context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(None, context.run, function, *args)
 
 
 async def get_node(request: Request) -> Node:
@@ -43,6 +28,7 @@ async def get_caller(request: Request, node: NodeDep) -> Caller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("use 'Authorization: Bearer <api-key>'")
+    # A key seen before is answered from memory; a new one is looked up in the database, on a thread.
     caller = node.remembered_caller(token) or await in_thread(node.authenticate, token)
     request.state.party_id = caller.id  # for the access log: who, never the key
     return caller

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -15,21 +15,21 @@ from ebl.errors import EblError
 from ebl.service import Caller, Node, StoredResponse
 
 
-def run(
+async def run(
     request: Request,
     node: Node,
     caller: Caller,
     body: Any,
     status_code: int,
-    action: Callable[[], BaseModel],
+    action: Callable[[], Awaitable[BaseModel]],
 ) -> Response:
     key = request.headers.get("idempotency-key")
     if key is None:
-        return _json(action(), status_code)
+        return _json(await action(), status_code)
     request_hash = canonical.sha256_hex(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + canonical.canonicalize(body)
     )
-    stored = node.begin_idempotent(caller, key, request_hash)
+    stored = await node.begin_idempotent(caller, key, request_hash)
     if stored is not None:
         return Response(
             stored.body,
@@ -38,15 +38,15 @@ def run(
             headers={"Idempotent-Replayed": "true"},
         )
     try:
-        result = action()
+        result = await action()
     except EblError as exc:
         response: Response = ebl_error_response(request, exc)
     except BaseException:
-        node.finish_idempotent(caller, key, None)
+        await node.finish_idempotent(caller, key, None)
         raise
     else:
         response = _json(result, status_code)
-    node.finish_idempotent(caller, key, StoredResponse(response.status_code, bytes(response.body).decode()))
+    await node.finish_idempotent(caller, key, StoredResponse(response.status_code, bytes(response.body).decode()))
     return response
 
 

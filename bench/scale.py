@@ -16,6 +16,7 @@ Both databases (and the keys folder) are removed afterwards unless ``--keep``; a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import json
 import multiprocessing
@@ -94,9 +95,9 @@ def _ref(party: Any) -> dict[str, Any]:
 def bulk_load(database_url: str, folder: Path, count: int) -> list[str]:
     """Issue ``count`` eBLs into a fresh node's database in bulk; returns their references."""
     node = Node.open(Settings(database_url=database_url, keys_dir=folder / "keys", sandbox=True))
-    parties = {p.partyName: p for p in node.sandbox_parties()}
+    parties = {p.partyName: p for p in asyncio.run(node.sandbox_parties())}
     carrier_key = keys.generate("Ed25519")
-    node.register_key(node.authenticate(parties[CARRIER].apiKey), carrier_key.public.to_json())
+    asyncio.run(node.register_key(node.authenticate(parties[CARRIER].apiKey), carrier_key.public.to_json()))
     from cryptography.hazmat.primitives import serialization
 
     pem = carrier_key.private.private_bytes(

@@ -12,6 +12,7 @@ the bundle carries (entries, issuance manifest, key credentials, chain head, log
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import statistics
 import tempfile
@@ -32,7 +33,12 @@ from ebl.verify import verify_bundle
 
 def _build(folder: Path, transactions: int) -> tuple[Node, dict[str, Any]]:
     node = Node.open(Settings(database_url=f"sqlite:///{folder / 'ebl.db'}", keys_dir=folder / "keys", sandbox=True))
-    parties = {p.partyName: p for p in node.sandbox_parties()}
+    return node, asyncio.run(_chain(node, transactions))
+
+
+async def _chain(node: Node, transactions: int) -> dict[str, Any]:
+    """A chain of ``transactions`` on ``node``, exported as a bundle."""
+    parties = {p.partyName: p for p in await node.sandbox_parties()}
     caller = {name: node.authenticate(p.apiKey) for name, p in parties.items()}
 
     def ref(name: str) -> dict[str, Any]:
@@ -50,7 +56,7 @@ def _build(folder: Path, transactions: int) -> tuple[Node, dict[str, Any]]:
         "sendToPlatform": "CQSB",
         "identifyingCodes": shipper["identifyingCodes"],
     }
-    node.issue(caller[CARRIER], IssueRequest.model_validate({"transportDocument": document, "issueTo": issue_to}))
+    await node.issue(caller[CARRIER], IssueRequest.model_validate({"transportDocument": document, "issueTo": issue_to}))
     reference = document["transportDocumentReference"]
     steps = [(SHIPPER, "TRANSFER", CQ_BANK)]
     holder, other = CQ_BANK, SG_BANK
@@ -59,8 +65,8 @@ def _build(folder: Path, transactions: int) -> tuple[Node, dict[str, Any]]:
         holder, other = other, holder
     for actor, action, recipient in steps[: transactions - 1]:
         request = TransactionRequest.model_validate({"actionCode": action, "recipient": ref(recipient)})
-        node.act(caller[actor], reference, request)
-    return node, node.bundle(caller[CARRIER], reference)
+        await node.act(caller[actor], reference, request)
+    return await node.bundle(caller[CARRIER], reference)
 
 
 def _ed25519(jwk: dict[str, Any]) -> Ed25519PublicKey:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -62,7 +63,7 @@ def _sandbox(_args: argparse.Namespace) -> int:
     from ebl.service import Node
 
     node = Node.open(Settings())
-    parties = node.sandbox_parties()
+    parties = asyncio.run(node.sandbox_parties())
     node.close()
     rows = [("party", "platform", "roles", "identifying code", "API key")]
     for party in parties:

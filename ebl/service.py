@@ -50,7 +50,7 @@ from ebl.log.ledger import Ledger, default_origin
 from ebl.log.merkle import ProofError
 from ebl.log.witness import AddCheckpoint, Witness, witness_name
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
-from ebl.store.db import make_engine, migrate, read_session, write
+from ebl.store.db import Database, make_engine, migrate, read_session, write
 from ebl.store.repositories import (
     Ebl,
     EblRepository,
@@ -65,6 +65,7 @@ from ebl.store.tables import (
     CheckpointRow,
     CosignatureRow,
     IdempotencyRow,
+    LogLeafRow,
     PartyKeyRow,
     PartyRow,
 )
@@ -263,6 +264,7 @@ class Node:
         self.settings = settings
         self.platform = settings.platform
         self.engine = engine
+        self.db = Database(engine)
         keys_dir = settings.keys_dir
         self.node_key = keys.load_or_create_node_key(keys_dir / f"node-{self.platform}.pem")
         self._kek = keys.load_or_create_secret(keys_dir / f"kek-{self.platform}.bin")
@@ -288,7 +290,6 @@ class Node:
         self.transfers = Transfers(self)
         self.departed: Callable[[], None] = lambda: None
         """Called after an action sent an eBL to another platform: the API wakes its courier with it."""
-        self._peer_client = httpx.Client(timeout=5)
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
@@ -303,8 +304,8 @@ class Node:
 
     def close(self) -> None:
         """Close the database connections this node holds (it opens new ones if it is used again)."""
+        self.db.close()
         self.engine.dispose()
-        self._peer_client.close()
 
     # -- parties and authentication --
 
@@ -394,22 +395,23 @@ class Node:
         """The caller of a valid API key that was used before (no database access), else ``None``."""
         return self._parties.remembered_caller(hash_api_key(api_key))
 
-    def sandbox_parties(self) -> list[SandboxParty]:
+    async def sandbox_parties(self) -> list[SandboxParty]:
         if not self.settings.is_sandbox:
             raise NotFound("the sandbox is off on this node")
-        with read_session(self.engine) as session:
-            rows = PartyRepository(session).on_platform(self.platform)
+        rows = await self.db.read(lambda session: PartyRepository(session).on_platform(self.platform))
         return [SandboxParty(**_party_fields(row), apiKey=self._sandbox_api_key(row.id)) for row in rows]
 
-    def directory(self) -> list[PartyInfo]:
-        with read_session(self.engine) as session:
+    async def directory(self) -> list[PartyInfo]:
+        def read(session: Session) -> list[PartyInfo]:
             parties = PartyRepository(session)
             public_keys: dict[str, list[dict[str, Any]]] = {}
             for key in parties.all_keys():
                 public_keys.setdefault(key.party_id, []).append(key.public_jwk)
             return [PartyInfo(**_party_fields(row), publicKeys=public_keys.get(row.id, [])) for row in parties.all()]
 
-    def register_key(self, caller: Caller, jwk: Any) -> dict[str, Any]:
+        return await self.db.read(read)
+
+    async def register_key(self, caller: Caller, jwk: Any) -> dict[str, Any]:
         """Register a public key the caller holds itself; the node vouches for it with a credential."""
         public = keys.parse_public_jwk(jwk)
 
@@ -423,23 +425,22 @@ class Node:
             parties.add_key(row)
             return row
 
-        row = write(self.engine, register)
+        row = await self.db.write(register)
         return {"kid": row.kid, "publicJwk": row.public_jwk, "credential": row.credential}
 
-    def jwks(self) -> dict[str, Any]:
-        with read_session(self.engine) as session:
-            party_keys = [row.public_jwk for row in PartyRepository(session).all_keys()]
+    async def jwks(self) -> dict[str, Any]:
+        party_keys = await self.db.read(lambda session: [row.public_jwk for row in PartyRepository(session).all_keys()])
         return {"keys": [self.node_key.public.to_json(), *party_keys]}
 
-    def _resolve(self, ref: Mapping[str, Any], platform: str, where: str) -> _Recipient:
+    async def _resolve(self, ref: Mapping[str, Any], platform: str, where: str) -> _Recipient:
         if platform != self.platform:
-            return _Recipient(self._remote_party(ref, platform, where), None)
+            return _Recipient(await self._remote_party(ref, platform, where), None)
         found = self._parties.with_codes(platform, code_keys(ref))
         if found:
             return _Recipient(found[0].ref, found[0].id)
         raise _unknown_party(platform, where)
 
-    def _remote_party(self, ref: Mapping[str, Any], platform: str, where: str) -> dict[str, Any]:
+    async def _remote_party(self, ref: Mapping[str, Any], platform: str, where: str) -> dict[str, Any]:
         """A party on a peer platform, as that platform names it (DCSA receiver validation)."""
         url = self.settings.peers.get(platform)
         if url is None:
@@ -450,7 +451,8 @@ class Node:
         codes = [dict(c) for c in ref["identifyingCodes"]]
         name = str(ref["partyName"])
         try:
-            answer = self._peer_client.post(f"{url.rstrip('/')}/v3/receiver-validation", json=codes[0])
+            async with httpx.AsyncClient(timeout=5) as client:
+                answer = await client.post(f"{url.rstrip('/')}/v3/receiver-validation", json=codes[0])
         except httpx.HTTPError as exc:
             # The peer is down: the transfer is recorded and delivered when it is back; the receiver checks the
             # recipient then.
@@ -470,7 +472,9 @@ class Node:
 
     # -- issuance --
 
-    def issue(self, caller: Caller, request: IssueRequest, *, document_path: str = "$.transportDocument") -> EblView:
+    async def issue(
+        self, caller: Caller, request: IssueRequest, *, document_path: str = "$.transportDocument"
+    ) -> EblView:
         if Role.CARRIER not in caller.roles:
             raise Forbidden("only a carrier issues eBLs", code="CARRIER_ONLY")
         document = request.transportDocument
@@ -480,7 +484,7 @@ class Node:
         document_checksum = canonical.checksum(document)
         # Everything that needs no lock is done before the write, which then only checks and stores: the writes
         # waiting meanwhile wait for as short a time as they can.
-        recipient = self._resolve(issue_to_json, request.issueTo.sendToPlatform, "issueTo")
+        recipient = await self._resolve(issue_to_json, request.issueTo.sendToPlatform, "issueTo")
         signing_key = self._custodial_key(caller.id)
         issue_to_checksum = canonical.checksum(issue_to_json)
         manifest = request.issuanceManifestSignedContent
@@ -488,7 +492,7 @@ class Node:
             signed = chain.IssuanceManifest(documentChecksum=document_checksum, issueToChecksum=issue_to_checksum)
             manifest = jws.sign(signed.model_dump(exclude_none=True), signing_key)
         else:
-            self._check_manifest(caller, manifest, document_checksum, issue_to_checksum)
+            await self._check_manifest(caller, manifest, document_checksum, issue_to_checksum)
         named = self._parties.with_codes(self.platform, _named_codes(document))
         tx = Transaction(
             actionCode=ActionCode.ISSUE,
@@ -533,14 +537,16 @@ class Node:
                 self.transfers.record_departure(session, row.id, 0, state.platform)
             return row
 
-        view = self._view(write(self.engine, store), state, document)
+        view = self._view(await self.db.write(store), state, document)
         if state.platform != self.platform:
             self.departed()
         return view
 
-    def _check_manifest(self, caller: Caller, manifest: str, document_checksum: str, issue_to_checksum: str) -> None:
-        with read_session(self.engine) as session:
-            key_row = PartyRepository(session).key(jws.kid(manifest))
+    async def _check_manifest(
+        self, caller: Caller, manifest: str, document_checksum: str, issue_to_checksum: str
+    ) -> None:
+        kid = jws.kid(manifest)
+        key_row = await self.db.read(lambda session: PartyRepository(session).key(kid))
         if key_row is None or key_row.party_id != caller.id:
             raise InvalidSignature(
                 "the issuance manifest is not signed by a key of the issuing carrier",
@@ -596,18 +602,15 @@ class Node:
 
     # -- actions --
 
-    def act(self, caller: Caller, reference: str, request: TransactionRequest) -> EblView:
+    async def act(self, caller: Caller, reference: str, request: TransactionRequest) -> EblView:
         """Apply one action. The entry is built and signed from a read of the chain, then stored only if the chain
         has not moved since: otherwise another action won the race and this one answers 409."""
         if caller.is_verifier:
             raise Forbidden("verifiers read eBLs; they do not act on them", code="VERIFIER_READ_ONLY")
-        with read_session(self.engine) as session:
+
+        def load(session: Session) -> tuple[Ebl, list[Entry]]:
             ebls = EblRepository(session)
             row = self._visible(ebls, caller, reference)
-            if row.superseded:
-                raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
-            document = json.loads(row.document_json)
-            facts = DocumentFacts.of(document)
             entries = ebls.entries(row.id)
             if not self.party_chain_complete(session, row, entries):
                 raise Conflict(
@@ -615,8 +618,15 @@ class Node:
                     "acted on",
                     code="PARTY_CHAIN_MISSING",
                 )
-            state = chain.fold(facts, _transactions(entries))
-        recipient = self._recipient(request, state)
+            return row, entries
+
+        row, entries = await self.db.read(load)
+        if row.superseded:
+            raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
+        document = json.loads(row.document_json)
+        facts = DocumentFacts.of(document)
+        state = chain.fold(facts, _transactions(entries))
+        recipient = await self._recipient(request, state)
         signing_key = self._custodial_key(caller.id)
         tx = Transaction(
             actionCode=request.actionCode,
@@ -654,19 +664,19 @@ class Node:
             if departs:
                 self.transfers.record_departure(session, row.id, payload.sequence, destination)
 
-        write(self.engine, store)
+        await self.db.write(store)
         view = self._view(row, new_state, document)
         if departs:
             self.departed()
         return view
 
-    def _recipient(self, request: TransactionRequest, state: EblState) -> _Recipient | None:
+    async def _recipient(self, request: TransactionRequest, state: EblState) -> _Recipient | None:
         if request.recipient is not None:
-            return self._resolve(request.recipient.to_json(), request.recipient.eblPlatform, "recipient")
+            return await self._resolve(request.recipient.to_json(), request.recipient.eblPlatform, "recipient")
         if request.actionCode == ActionCode.SREJ and state.surrender_requester is not None:
             # SREJ returns the eBL to whoever asked to surrender it: that party is the recipient.
             requester = state.surrender_requester
-            return self._resolve(requester, str(requester["eblPlatform"]), "recipient")
+            return await self._resolve(requester, str(requester["eblPlatform"]), "recipient")
         return None
 
     # -- reading --
@@ -696,18 +706,23 @@ class Node:
         row = self._visible(ebls, caller, reference)
         return row, ebls.entries(row.id)
 
-    def get(self, caller: Caller, reference: str) -> EblView:
-        with read_session(self.engine) as session:
+    async def get(self, caller: Caller, reference: str) -> EblView:
+        def load(session: Session) -> tuple[Ebl, list[Transaction]]:
             row = self._visible(EblRepository(session), caller, reference)
-            history = self.history(session, row)
+            return row, self.history(session, row)
+
+        row, history = await self.db.read(load)
         document = json.loads(row.document_json)
         return self._view(row, chain.fold(DocumentFacts.of(document), history), document)
 
-    def transfers_of(self, caller: Caller, reference: str) -> list[dict[str, Any]]:
+    async def transfers_of(self, caller: Caller, reference: str) -> list[dict[str, Any]]:
         """The eBL's transfers to other platforms, with the receivers' signed answers."""
-        with read_session(self.engine) as session:
+
+        def read(session: Session) -> list[dict[str, Any]]:
             row = self._visible(EblRepository(session), caller, reference)
             return self.transfers.status(session, row.id)
+
+        return await self.db.read(read)
 
     def history(self, session: Session, row: Ebl) -> list[Transaction]:
         """Every transaction of the eBL: from its party-signed entries, or, for an eBL that came from a platform
@@ -727,44 +742,49 @@ class Node:
     def named_codes(document: Mapping[str, Any]) -> set[tuple[str, str]]:
         return _named_codes(document)
 
-    def list_ebls(self, caller: Caller, *, limit: int, cursor: str | None) -> EblPage:
+    async def list_ebls(self, caller: Caller, *, limit: int, cursor: str | None) -> EblPage:
         after_id = _decode_cursor(cursor)
         limit = max(1, min(limit, MAX_PAGE_SIZE))
-        with read_session(self.engine) as session:
+
+        def read(session: Session) -> tuple[list[Ebl], list[list[Transaction]]]:
             ebls = EblRepository(session)
             rows = ebls.page(party_id=None if caller.is_verifier else caller.id, after_id=after_id, limit=limit + 1)
-            items = []
-            for row in rows[:limit]:
-                document = json.loads(row.document_json)
-                state = chain.fold(DocumentFacts.of(document), self.history(session, row))
-                items.append(self._view(row, state, document))
+            return rows, [self.history(session, row) for row in rows[:limit]]
+
+        rows, histories = await self.db.read(read)
+        items = []
+        for row, history in zip(rows, histories, strict=False):
+            document = json.loads(row.document_json)
+            items.append(self._view(row, chain.fold(DocumentFacts.of(document), history), document))
         last_id = rows[limit - 1].id if len(rows) > limit else None
         next_cursor = _encode_cursor(last_id) if last_id is not None else None
         return EblPage(items=items, nextCursor=next_cursor)
 
-    def chain_entries(self, caller: Caller, reference: str) -> list[str]:
-        with read_session(self.engine) as session:
-            _, entries = self._load(session, caller, reference)
+    async def chain_entries(self, caller: Caller, reference: str) -> list[str]:
+        _, entries = await self.db.read(lambda session: self._load(session, caller, reference))
         return [e.jws for e in entries]
 
-    def bundle(self, caller: Caller, reference: str) -> dict[str, Any]:
+    async def bundle(self, caller: Caller, reference: str) -> dict[str, Any]:
         """Everything a verifier needs offline: document, chain, key credentials, a node-signed head, and for every
         entry an inclusion proof (C2SP tlog-proof) in the log of the node that recorded it."""
 
-        # A write: the checkpoint may have to be signed now to cover the newest entries.
-        def export(session: Session) -> dict[str, Any]:
+        def load(session: Session) -> tuple[Ebl, list[Entry]]:
             row, entries = self._load(session, caller, reference)
             if not self.party_chain_complete(session, row, entries):
                 raise Conflict(
                     f"{reference} came from a platform that sent no party-signed chain: there is no bundle to export",
                     code="PARTY_CHAIN_MISSING",
                 )
-            return self.export(session, row, entries)
+            return row, entries
 
-        return write(self.engine, export)
+        row, entries = await self.db.read(load)
+        # The entries read are in the log already: a checkpoint signed now covers them all.
+        checkpoint = await self.db.write(lambda session: self.ledger.sign_checkpoint(LogRepository(session), _now()))
+        return await self.db.read(lambda session: self.export(session, row, entries, checkpoint))
 
-    def export(self, session: Session, row: Ebl, entries: Sequence[Entry]) -> dict[str, Any]:
-        """The bundle of ``entries`` (a chain's first entries, or all of them), in the caller's write transaction."""
+    def export(self, session: Session, row: Ebl, entries: Sequence[Entry], checkpoint: CheckpointRow) -> dict[str, Any]:
+        """The bundle of ``entries`` (a chain's first entries, or all of them), proven against ``checkpoint``, which
+        must cover them."""
         compacts = [e.jws for e in entries]
         payloads = [EntryPayload.model_validate(jws.unverified_payload(c)) for c in compacts]
         signers = {jws.kid(c) for c in compacts}
@@ -777,7 +797,6 @@ class Node:
             foreign = transfers.foreign_credential(kid) if local is None else None
             creds += [local.credential] if local else [foreign.credential] if foreign else []
         log = LogRepository(session)
-        checkpoint = self.ledger.sign_checkpoint(log, _now())
         cosigned = self._cosigned(session, checkpoint)
         # Entries other platforms recorded are proven in their logs: the proofs came with the eBL.
         foreign_proofs = transfers.foreign_proofs(
@@ -807,12 +826,11 @@ class Node:
             inclusion_proofs=proofs,
         )
 
-    def endorsement_chain(self, caller: Caller, reference: str) -> list[dict[str, Any]]:
+    async def endorsement_chain(self, caller: Caller, reference: str) -> list[dict[str, Any]]:
         """DCSA Endorsement Chain 3.0.3: SACC shows as SURRENDERED to the "NONE" party, SREJ as a TRANSFER back."""
         if Role.CARRIER not in caller.roles:
             raise Forbidden("the endorsement chain is served to carriers", code="CARRIER_ONLY")
-        with read_session(self.engine) as session:
-            row, entries = self._load(session, caller, reference)
+        row, entries = await self.db.read(lambda session: self._load(session, caller, reference))
         links = []
         for entry in entries:
             tx = EntryPayload.model_validate(jws.unverified_payload(entry.jws)).transaction
@@ -846,21 +864,26 @@ class Node:
         """Sign a checkpoint of the log now (a no-op answer with the latest one if the log has not grown)."""
         return write(self.engine, lambda session: self.ledger.sign_checkpoint(LogRepository(session), _now()))
 
-    def checkpoint(self) -> str:
+    async def checkpoint(self) -> str:
         """The latest checkpoint with the cosignatures peer witnesses gave it."""
-        with read_session(self.engine) as session:
+
+        def read(session: Session) -> str:
             latest = LogRepository(session).latest_checkpoint()
             assert latest is not None, "Node.open signs the first checkpoint"
             return self._cosigned(session, latest)
+
+        return await self.db.read(read)
 
     @staticmethod
     def _cosigned(session: Session, checkpoint: CheckpointRow) -> str:
         lines = [row.line for row in WitnessRepository(session).cosignatures(checkpoint.size)]
         return checkpoint.note + "".join(lines)
 
-    def add_checkpoint(self, body: str) -> str:
+    async def add_checkpoint(self, body: str) -> str:
         """As a witness (C2SP tlog-witness): check a peer's checkpoint and cosign it."""
-        return write(self.engine, lambda session: self.witness.add_checkpoint(WitnessRepository(session), body, _now()))
+        return await self.db.write(
+            lambda session: self.witness.add_checkpoint(WitnessRepository(session), body, _now())
+        )
 
     def push_checkpoint(self, client: httpx.Client) -> None:
         """Ask every configured peer witness to cosign the latest checkpoint; keep the cosignatures they give."""
@@ -907,17 +930,19 @@ class Node:
             )
         return AddCheckpoint(old, proof, checkpoint.note).to_text()
 
-    def inclusion_proof(self, index: int, size: int) -> dict[str, Any]:
-        with read_session(self.engine) as session:
+    async def inclusion_proof(self, index: int, size: int) -> dict[str, Any]:
+        def read(session: Session) -> tuple[LogLeafRow | None, list[bytes]]:
             log = LogRepository(session)
-            leaf = log.leaf(index)
-            proof = self._proof(lambda: self.ledger.inclusion_proof(log, index, size))
+            return log.leaf(index), self._proof(lambda: self.ledger.inclusion_proof(log, index, size))
+
+        leaf, proof = await self.db.read(read)
         assert leaf is not None
         return {"index": index, "treeSize": size, "leafHash": _b64(leaf.leaf_hash), "proof": [_b64(h) for h in proof]}
 
-    def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
-        with read_session(self.engine) as session:
-            proof = self._proof(lambda: self.ledger.consistency_proof(LogRepository(session), first, second))
+    async def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
+        proof = await self.db.read(
+            lambda session: self._proof(lambda: self.ledger.consistency_proof(LogRepository(session), first, second))
+        )
         return {"first": first, "second": second, "proof": [_b64(h) for h in proof]}
 
     @staticmethod
@@ -927,10 +952,12 @@ class Node:
         except ProofError as exc:
             raise BadRequest(str(exc), code="INVALID_PROOF_REQUEST") from None
 
-    def log_entry(self, index: int) -> dict[str, Any]:
-        with read_session(self.engine) as session:
+    async def log_entry(self, index: int) -> dict[str, Any]:
+        def read(session: Session) -> tuple[LogLeafRow | None, Entry | None]:
             leaf = LogRepository(session).leaf(index)
-            entry = EblRepository(session).entry_by_checksum(leaf.entry_checksum) if leaf is not None else None
+            return leaf, EblRepository(session).entry_by_checksum(leaf.entry_checksum) if leaf is not None else None
+
+        leaf, entry = await self.db.read(read)
         if leaf is None or entry is None:
             raise NotFound(f"the log has no entry {index}")
         return {
@@ -945,13 +972,12 @@ class Node:
         with read_session(self.engine) as session:
             return EblRepository(session).count(), LogRepository(session).size()
 
-    def health(self) -> None:
-        with read_session(self.engine) as session:
-            session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+    async def health(self) -> None:
+        await self.db.read(lambda session: session.exec(text("SELECT 1")))  # type: ignore[call-overload]
 
     # -- idempotency --
 
-    def begin_idempotent(self, caller: Caller, key: str, request_hash: str) -> StoredResponse | None:
+    async def begin_idempotent(self, caller: Caller, key: str, request_hash: str) -> StoredResponse | None:
         """Claim ``key`` for this request, or return the stored answer of the first request that used it."""
         if not 0 < len(key) <= 255:
             raise BadRequest("Idempotency-Key must be 1 to 255 characters", code="INVALID_IDEMPOTENCY_KEY")
@@ -963,7 +989,7 @@ class Node:
                 records.add(IdempotencyRow(party_id=caller.id, key=key, request_hash=request_hash, created_at=_now()))
             return existing
 
-        existing = write(self.engine, claim)
+        existing = await self.db.write(claim)
         if existing is None:
             return None
         if not hmac.compare_digest(existing.request_hash, request_hash):
@@ -972,7 +998,7 @@ class Node:
             raise LostRace("a request with this Idempotency-Key is in progress", code="IDEMPOTENCY_KEY_IN_USE")
         return StoredResponse(existing.status_code, existing.response_body)
 
-    def finish_idempotent(self, caller: Caller, key: str, response: StoredResponse | None) -> None:
+    async def finish_idempotent(self, caller: Caller, key: str, response: StoredResponse | None) -> None:
         """Store the answer to replay, or (``None``) release the key so that the request can be tried again."""
 
         def finish(session: Session) -> None:
@@ -986,7 +1012,7 @@ class Node:
             row.status_code, row.response_body = response.status_code, response.body
             records.save(row)
 
-        write(self.engine, finish)
+        await self.db.write(finish)
 
 
 def _b64(data: bytes) -> str:

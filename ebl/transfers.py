@@ -34,7 +34,7 @@ from ebl.document import validate_transport_document
 from ebl.errors import BadRequest, Conflict, EblError, NotFound
 from ebl.parties import code_keys
 from ebl.store.db import read_session, write
-from ebl.store.repositories import Ebl, EblRepository, Entry, PartyRepository, TransferRepository
+from ebl.store.repositories import Ebl, EblRepository, Entry, LogRepository, PartyRepository, TransferRepository
 from ebl.store.tables import (
     AdditionalDocumentRow,
     EnvelopeRow,
@@ -90,22 +90,24 @@ class Transfers:
             fields["missingAdditionalDocumentChecksums"] = list(refusal.missing)
         return self._answer(chain.entry_checksum(last), refusal.code, **fields)
 
-    def receiver_validation(self, code: Any) -> dict[str, str]:
+    async def receiver_validation(self, code: Any) -> dict[str, str]:
         """``POST /v3/receiver-validation``: the name of the one party here with this identifying code."""
         if not isinstance(code, Mapping) or not isinstance(code.get("partyCode"), str):
             raise BadRequest("the body is a DCSA IdentifyingCode", code="INVALID_IDENTIFYING_CODE")
-        with read_session(self._node.engine) as session:
-            found = PartyRepository(session).with_codes(self._node.platform, code_keys({"identifyingCodes": [code]}))
+        codes = code_keys({"identifyingCodes": [code]})
+        found = await self._node.db.read(
+            lambda session: PartyRepository(session).with_codes(self._node.platform, codes)
+        )
         if len(found) != 1:
             # Deliberately vague (DCSA): unknown, ambiguous or an unsupported code list all look alike.
             raise NotFound("no party on this platform is known by this identifying code")
         return {"partyName": found[0].party_name}
 
-    def start(self, body: Any) -> PintAnswer:
+    async def start(self, body: Any) -> PintAnswer:
         """``POST /v3/envelopes``."""
         try:
             opened = self._check(body)
-            return write(self._node.engine, lambda session: self._start(session, body, opened))
+            return await self._node.db.write(lambda session: self._start(session, body, opened))
         except pint.Refusal as refusal:
             return self._refused(body, refusal)
 
@@ -170,7 +172,7 @@ class Transfers:
             },
         )
 
-    def put_document(self, reference: str, checksum: str, body: Any) -> PintAnswer | None:
+    async def put_document(self, reference: str, checksum: str, body: Any) -> PintAnswer | None:
         """``PUT /v3/envelopes/{ref}/additional-documents/{checksum}``: ``None`` means 204."""
 
         def store(session: Session) -> PintAnswer | None:
@@ -192,12 +194,13 @@ class Transfers:
             )
             return None
 
-        return write(self._node.engine, store)
+        return await self._node.db.write(store)
 
-    def finish(self, reference: str) -> PintAnswer:
+    async def finish(self, reference: str) -> PintAnswer:
         """``PUT /v3/envelopes/{ref}/finish-transfer``."""
-        with read_session(self._node.engine) as session:
-            row = self._open_envelope_row(TransferRepository(session), reference, accepted_too=True)
+        row = await self._node.db.read(
+            lambda session: self._open_envelope_row(TransferRepository(session), reference, accepted_too=True)
+        )
         envelope = json.loads(row.body)
         if row.accepted:
             assert row.response is not None
@@ -215,7 +218,7 @@ class Transfers:
                     raise pint.Refusal("MDOC", "additional documents are missing", missing=missing)
                 return self._accept(session, opened, envelope, reference=reference)
 
-            return write(self._node.engine, accept)
+            return await self._node.db.write(accept)
         except pint.Refusal as refusal:
             return self._refused(envelope, refusal)
 
@@ -490,7 +493,8 @@ class Transfers:
             )
             document = json.loads(ebl.document_json)
             complete = node.party_chain_complete(session, ebl, all_entries)
-            bundle = node.export(session, ebl, entries) if complete else None
+            checkpoint = node.ledger.sign_checkpoint(LogRepository(session), _now())
+            bundle = node.export(session, ebl, entries, checkpoint) if complete else None
             envelope = pint.build_envelope(
                 document=document,
                 document_checksum=ebl.document_checksum,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -69,5 +70,5 @@ def test_sandbox_prints_every_party_with_its_key(
     monkeypatch.setenv("EBL_SANDBOX", "true")
     assert cli.main(["sandbox"]) == 0
     out = capsys.readouterr().out
-    for party in node.sandbox_parties():
+    for party in asyncio.run(node.sandbox_parties()):
         assert party.partyName in out and party.apiKey in out

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from api.deps import CallerDep, JsonBody, NodeDep, in_thread
+from api.deps import CallerDep, JsonBody, NodeDep
 from api.openapi import ERRORS, request_body
 from ebl.service import DcsaIssuanceRequest, IssueRequest, parse_model
 
@@ -29,7 +29,7 @@ async def issuance_request(node: NodeDep, caller: CallerDep, body: JsonBody) -> 
         issueTo=request.issueTo,
         issuanceManifestSignedContent=request.issuanceManifestSignedContent,
     )
-    await in_thread(lambda: node.issue(caller, issue, document_path="$.document"))
+    await node.issue(caller, issue, document_path="$.document")
     return Response(status_code=204)
 
 
@@ -39,4 +39,4 @@ async def issuance_request(node: NodeDep, caller: CallerDep, body: JsonBody) -> 
     responses={k: ERRORS[k] for k in (401, 403, 404)},
 )
 async def endorsement_chain(node: NodeDep, caller: CallerDep, reference: str) -> list[dict[str, Any]]:
-    return await in_thread(node.endorsement_chain, caller, reference)
+    return await node.endorsement_chain(caller, reference)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from api import idempotency
-from api.deps import CallerDep, JsonBody, NodeDep, in_thread
+from api.deps import CallerDep, JsonBody, NodeDep
 from api.openapi import ERRORS, request_body
 from ebl.service import EblPage, EblView, IssueRequest, TransactionRequest, parse_model
 
@@ -27,8 +27,8 @@ _IDEMPOTENCY = "Send an `Idempotency-Key` header to make a retry safe: the same 
     openapi_extra=request_body(IssueRequest),
 )
 async def issue(request: Request, node: NodeDep, caller: CallerDep, body: JsonBody) -> Response:
-    return await in_thread(
-        idempotency.run, request, node, caller, body, 201, lambda: node.issue(caller, parse_model(IssueRequest, body))
+    return await idempotency.run(
+        request, node, caller, body, 201, lambda: node.issue(caller, parse_model(IssueRequest, body))
     )
 
 
@@ -39,12 +39,12 @@ async def list_ebls(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> EblPage:
-    return await in_thread(lambda: node.list_ebls(caller, limit=limit, cursor=cursor))
+    return await node.list_ebls(caller, limit=limit, cursor=cursor)
 
 
 @router.get("/{reference}", summary="The document and its current state", responses={k: ERRORS[k] for k in (401, 404)})
 async def get_ebl(node: NodeDep, caller: CallerDep, reference: str) -> EblView:
-    return await in_thread(node.get, caller, reference)
+    return await node.get(caller, reference)
 
 
 @router.post(
@@ -58,14 +58,8 @@ async def get_ebl(node: NodeDep, caller: CallerDep, reference: str) -> EblView:
     openapi_extra=request_body(TransactionRequest),
 )
 async def act(request: Request, node: NodeDep, caller: CallerDep, reference: str, body: JsonBody) -> Response:
-    return await in_thread(
-        idempotency.run,
-        request,
-        node,
-        caller,
-        body,
-        201,
-        lambda: node.act(caller, reference, parse_model(TransactionRequest, body)),
+    return await idempotency.run(
+        request, node, caller, body, 201, lambda: node.act(caller, reference, parse_model(TransactionRequest, body))
     )
 
 
@@ -75,7 +69,7 @@ async def act(request: Request, node: NodeDep, caller: CallerDep, reference: str
     responses={k: ERRORS[k] for k in (401, 404)},
 )
 async def get_chain(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, list[str]]:
-    return {"entries": await in_thread(node.chain_entries, caller, reference)}
+    return {"entries": await node.chain_entries(caller, reference)}
 
 
 @router.get(
@@ -85,7 +79,7 @@ async def get_chain(node: NodeDep, caller: CallerDep, reference: str) -> dict[st
     responses={k: ERRORS[k] for k in (401, 404)},
 )
 async def get_bundle(node: NodeDep, caller: CallerDep, reference: str) -> dict[str, Any]:
-    return await in_thread(node.bundle, caller, reference)
+    return await node.bundle(caller, reference)
 
 
 @router.get(
@@ -96,4 +90,4 @@ async def get_bundle(node: NodeDep, caller: CallerDep, reference: str) -> dict[s
     responses={k: ERRORS[k] for k in (401, 404)},
 )
 async def get_transfers(node: NodeDep, caller: CallerDep, reference: str) -> list[dict[str, Any]]:
-    return await in_thread(node.transfers_of, caller, reference)
+    return await node.transfers_of(caller, reference)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
-from api.deps import NodeDep, TextBody, in_thread
+from api.deps import NodeDep, TextBody
 from api.openapi import ERRORS
 
 router = APIRouter(prefix="/v1/log", tags=["ledger"])
@@ -22,7 +22,7 @@ _Size = Annotated[int, Query(ge=0, le=2**53)]
     description="`<origin>\\n<size>\\n<base64 root>\\n`, a blank line, and the node's Ed25519 note signature.",
 )
 async def checkpoint(node: NodeDep) -> str:
-    return await in_thread(node.checkpoint)
+    return await node.checkpoint()
 
 
 @router.get(
@@ -40,7 +40,7 @@ async def vkey(node: NodeDep) -> str:
     responses={400: ERRORS[400]},
 )
 async def inclusion(node: NodeDep, index: Annotated[int, Query(ge=0, le=2**53)], treeSize: _Size) -> dict[str, Any]:
-    return await in_thread(node.inclusion_proof, index, treeSize)
+    return await node.inclusion_proof(index, treeSize)
 
 
 @router.get(
@@ -49,7 +49,7 @@ async def inclusion(node: NodeDep, index: Annotated[int, Query(ge=0, le=2**53)],
     responses={400: ERRORS[400]},
 )
 async def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, Any]:
-    return await in_thread(node.consistency_proof, first, second)
+    return await node.consistency_proof(first, second)
 
 
 @router.get(
@@ -58,7 +58,7 @@ async def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, A
     responses={k: ERRORS[k] for k in (400, 404)},
 )
 async def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
-    return await in_thread(node.log_entry, index)
+    return await node.log_entry(index)
 
 
 @router.post(
@@ -73,4 +73,4 @@ async def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> d
     openapi_extra={"requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def add_checkpoint(node: NodeDep, body: TextBody) -> str:
-    return await in_thread(node.add_checkpoint, body)
+    return await node.add_checkpoint(body)

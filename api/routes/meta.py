@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import CallerDep, JsonBody, NodeDep, in_thread
+from api.deps import CallerDep, JsonBody, NodeDep
 from api.openapi import ERRORS
+from ebl.blocking import in_thread
 from ebl.service import PartyInfo, SandboxParty
 
 router = APIRouter()
@@ -16,7 +17,7 @@ router = APIRouter()
 
 @router.get("/health", tags=["meta"], summary="Liveness and database reachability")
 async def health(node: NodeDep) -> dict[str, str]:
-    await in_thread(node.health)
+    await node.health()
     return {"status": "ok", "platform": node.platform}
 
 
@@ -35,7 +36,7 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/.well-known/jwks.json", tags=["meta"], summary="Every public key that signed anything on this node")
 async def jwks(node: NodeDep) -> dict[str, Any]:
-    return await in_thread(node.jwks)
+    return await node.jwks()
 
 
 @router.get(
@@ -46,12 +47,12 @@ async def jwks(node: NodeDep) -> dict[str, Any]:
     responses={404: ERRORS[404]},
 )
 async def sandbox_parties(node: NodeDep) -> list[SandboxParty]:
-    return await in_thread(node.sandbox_parties)
+    return await node.sandbox_parties()
 
 
 @router.get("/v1/parties", tags=["parties"], summary="Party directory", responses={401: ERRORS[401]})
 async def parties(node: NodeDep, _caller: CallerDep) -> list[PartyInfo]:
-    return await in_thread(node.directory)
+    return await node.directory()
 
 
 @router.post(
@@ -65,4 +66,4 @@ async def parties(node: NodeDep, _caller: CallerDep) -> list[PartyInfo]:
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
 async def register_key(node: NodeDep, caller: CallerDep, body: JsonBody) -> dict[str, Any]:
-    return await in_thread(node.register_key, caller, body)
+    return await node.register_key(caller, body)

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import JsonBody, NodeDep, in_thread
+from api.deps import JsonBody, NodeDep
 from api.openapi import ERRORS
 from ebl.transfers import PintAnswer
 
@@ -38,7 +38,7 @@ def _json(answer: PintAnswer) -> JSONResponse:
     responses={400: ERRORS[400], 404: {"model": ERRORS[404]["model"], "description": "no such party here"}},
 )
 async def receiver_validation(node: NodeDep, body: JsonBody) -> dict[str, str]:
-    return await in_thread(node.transfers.receiver_validation, body)
+    return await node.transfers.receiver_validation(body)
 
 
 @router.post(
@@ -57,7 +57,7 @@ async def receiver_validation(node: NodeDep, body: JsonBody) -> dict[str, str]:
     },
 )
 async def start(node: NodeDep, body: JsonBody) -> JSONResponse:
-    return _json(await in_thread(node.transfers.start, body))
+    return _json(await node.transfers.start(body))
 
 
 @router.put(
@@ -69,7 +69,7 @@ async def start(node: NodeDep, body: JsonBody) -> JSONResponse:
     responses={204: {"description": "received"}, 400: ERRORS[400], 404: ERRORS[404], 409: _SIGNED, 422: _SIGNED},
 )
 async def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum, body: JsonBody) -> Response:
-    answer = await in_thread(node.transfers.put_document, reference, checksum, body)
+    answer = await node.transfers.put_document(reference, checksum, body)
     return Response(status_code=204) if answer is None else _json(answer)
 
 
@@ -81,4 +81,4 @@ async def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum
     responses={200: _SIGNED, 404: ERRORS[404], 409: _SIGNED, 422: _SIGNED},
 )
 async def finish(node: NodeDep, reference: _Reference) -> JSONResponse:
-    return _json(await in_thread(node.transfers.finish, reference))
+    return _json(await node.transfers.finish(reference))

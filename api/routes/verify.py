@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import JsonBody, NodeDep, in_thread
+from api.deps import JsonBody, NodeDep
 from api.openapi import ERRORS
+from ebl.blocking import in_thread
 from ebl.verify import VerificationReport
 
 router = APIRouter(tags=["verification"])

@@ -15,6 +15,9 @@ decide every race between two writes of one batch or of two processes.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,6 +33,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
+
+from ebl.blocking import in_thread
 
 _WRITE = "ebl_write"
 _CONNECTION = "ebl_connection"
@@ -151,6 +156,90 @@ def driver_connection(session: Session) -> Any:
     return connection.connection.driver_connection
 
 
+def _run_in_savepoint(
+    connection: Connection, driver: Any, run: Callable[[Session], Any]
+) -> tuple[Any, Exception | None]:
+    """One write of a batch, between ``SAVEPOINT`` and ``RELEASE``, or rolled back to the savepoint if it raises.
+
+    The ORM, if the write uses it, nests a savepoint of its own inside, so that a failed flush rolls back only what
+    the ORM sent.
+    """
+    driver.execute("SAVEPOINT ebl_write")
+    with Session(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint") as session:
+        session.info[_CONNECTION] = connection
+        try:
+            result = run(session)
+            session.flush()
+            if session.in_transaction():
+                session.commit()
+        except Exception as error:
+            if session.in_transaction():
+                session.rollback()
+            driver.execute("ROLLBACK TO ebl_write")
+            driver.execute("RELEASE ebl_write")
+            return None, error
+    driver.execute("RELEASE ebl_write")
+    return result, None
+
+
+class _SqliteTurn:
+    """The turn to write to one SQLite database, among every writer of every process: an exclusive ``flock`` on a
+    file beside the database, taken before ``BEGIN IMMEDIATE`` and given back after the commit.
+
+    SQLite's own write lock is what keeps writers apart; this only decides whose turn it is, and wakes the next
+    writer the moment the lock is free, where SQLite's busy handler would have it sleep and try again (for up to
+    100 ms a time). It also lets a writer on an event loop wait for its turn on a thread, so that ``BEGIN IMMEDIATE``
+    never blocks the loop. Each writer opens the file itself: ``flock`` excludes open files, not processes.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._file: int | None = None
+
+    @classmethod
+    def of(cls, engine: Engine) -> _SqliteTurn | None:
+        database = engine.url.database
+        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return None
+        return cls(f"{database}-writer")
+
+    def _opened(self) -> int:
+        if self._file is None:
+            self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._file
+
+    def try_take(self) -> bool:
+        try:
+            fcntl.flock(self._opened(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def take(self) -> None:
+        fcntl.flock(self._opened(), fcntl.LOCK_EX)
+
+    def give(self) -> None:
+        fcntl.flock(self._opened(), fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the file (which gives the turn back, if this writer holds it); the next turn opens it again."""
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
+
+    @staticmethod
+    @contextmanager
+    def taken(turn: _SqliteTurn | None) -> Iterator[None]:
+        if turn is None:
+            yield
+            return
+        turn.take()
+        try:
+            yield
+        finally:
+            turn.give()
+
+
 class _Job(Generic[_T]):
     """A write waiting for its turn: what it runs, and, once committed or failed, its outcome."""
 
@@ -197,6 +286,7 @@ class _Writer:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._postgresql = engine.dialect.name == "postgresql"
+        self._turn = _SqliteTurn.of(engine)
         self._queue = threading.Lock()
         self._waiting: deque[_Job[Any]] = deque()
         self._leader: int | None = None
@@ -238,16 +328,18 @@ class _Writer:
         """Close the connection writes use (the next write opens a new one)."""
         with self._connection_in_use:
             self._disconnect()
+            if self._turn is not None:
+                self._turn.close()
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
         with self._connection_in_use:
             try:
                 connection = self._connect()
                 driver: Any = connection.connection.driver_connection
-                with connection.begin():
+                with _SqliteTurn.taken(self._turn), connection.begin():
                     if self._postgresql:
                         driver.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_TURN,))
-                    outcomes = [self._run(connection, driver, job) for job in batch]
+                    outcomes = [_run_in_savepoint(connection, driver, job.run) for job in batch]
             except BaseException as failure:
                 # Every write of the batch must hear of it, whatever it is. The transaction is gone, and perhaps the
                 # connection with it: the next batch starts on a new connection.
@@ -257,27 +349,6 @@ class _Writer:
                 return
         for job, (result, error) in zip(batch, outcomes, strict=True):
             job.finish(result, error)
-
-    @staticmethod
-    def _run(connection: Connection, driver: Any, job: _Job[Any]) -> tuple[Any, Exception | None]:
-        """One write in its savepoint. The ORM, if the write uses it, nests a savepoint of its own inside, so that
-        a failed flush rolls back only what the ORM sent."""
-        driver.execute("SAVEPOINT ebl_write")
-        with Session(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint") as session:
-            session.info[_CONNECTION] = connection
-            try:
-                result = job.run(session)
-                session.flush()
-                if session.in_transaction():
-                    session.commit()
-            except Exception as error:
-                if session.in_transaction():
-                    session.rollback()
-                driver.execute("ROLLBACK TO ebl_write")
-                driver.execute("RELEASE ebl_write")
-                return None, error
-        driver.execute("RELEASE ebl_write")
-        return result, None
 
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.invalidated:
@@ -291,6 +362,128 @@ class _Writer:
             self._connection.invalidate()
             self._connection.close()
             self._connection = None
+
+
+class _LoopWriter:
+    """Group commit on an event loop, for SQLite, whose reads and writes are local work for the CPU, but whose commit
+    waits for the disk.
+
+    The writes run on the loop itself, in savepoints of one transaction as :class:`_Writer` runs them; only waiting
+    (for the turn to write, held by a writer elsewhere, and for the commit's fsync) happens on a thread. Writes that
+    arrive while a commit is on its way wait for the next one. Keeping the work on the loop's thread matters: a
+    thread that runs Python while the loop does too makes both wait for the interpreter lock at every SQLite call,
+    which cost more than the work itself (docs/BENCHMARKS.md).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._turn = _SqliteTurn.of(engine)
+        self._waiting: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self._draining: asyncio.Task[None] | None = None
+        self._connection: Connection | None = None
+
+    async def submit(self, run: Callable[[Session], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._waiting.append((run, future))
+        if self._draining is None:
+            self._draining = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[:MAX_WRITES_PER_COMMIT]
+                del self._waiting[:MAX_WRITES_PER_COMMIT]
+                await self._commit(batch)
+        finally:
+            self._draining = None
+
+    async def _commit(self, batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]) -> None:
+        try:
+            if self._turn is not None and not self._turn.try_take():
+                await in_thread(self._turn.take)
+            try:
+                connection = self._connect()
+                driver: Any = connection.connection.driver_connection
+                transaction = connection.begin()
+                outcomes = [_run_in_savepoint(connection, driver, run) for run, _ in batch]
+                await in_thread(transaction.commit)
+            finally:
+                if self._turn is not None:
+                    self._turn.give()
+        except BaseException as failure:
+            # Every write of the batch must hear of it; the next batch starts on a new connection.
+            self._disconnect()
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            if isinstance(failure, asyncio.CancelledError):
+                raise
+            return
+        for (_, future), (result, error) in zip(batch, outcomes, strict=True):
+            if future.done():  # its request was cancelled (the client went away): the write stands all the same
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    def _connect(self) -> Connection:
+        if self._connection is None or self._connection.invalidated:
+            self._connection = self._engine.connect().execution_options(**{_WRITE: True})
+        return self._connection
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.invalidate()
+            self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        self._disconnect()
+        if self._turn is not None:
+            self._turn.close()
+
+
+class Database:
+    """A node's database as its use cases see it from the event loop: ``await db.read(query)``,
+    ``await db.write(job)``, each a function of a :class:`~sqlmodel.Session`.
+
+    On SQLite both run on the loop (writes through :class:`_LoopWriter`); on PostgreSQL, whose every statement waits
+    for the network, they run on the loop's threads (writes through :func:`write`). Code that runs on a thread of its
+    own (start-up, the PINT courier, command-line tools) uses :func:`read_session` and :func:`write` directly.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._on_loop = engine.dialect.name == "sqlite"
+        self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWriter] = WeakKeyDictionary()
+
+    async def read(self, query: Callable[[Session], _T]) -> _T:
+        if self._on_loop:
+            return _read(self.engine, query)
+        return await in_thread(_read, self.engine, query)
+
+    async def write(self, job: Callable[[Session], _T]) -> _T:
+        if not self._on_loop:
+            return await in_thread(write, self.engine, job)
+        loop = asyncio.get_running_loop()
+        writer = self._writers.get(loop)
+        if writer is None:
+            writer = self._writers[loop] = _LoopWriter(self.engine)
+        return await writer.submit(job)
+
+    def close(self) -> None:
+        """Close the connections of the loops' writers (call it once no loop writes any more)."""
+        for writer in list(self._writers.values()):
+            writer.close()
+        self._writers.clear()
+
+
+def _read(engine: Engine, query: Callable[[Session], _T]) -> _T:
+    with read_session(engine) as session:
+        return query(session)
 
 
 _WRITERS: WeakKeyDictionary[Engine, _Writer] = WeakKeyDictionary()
