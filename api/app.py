@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -79,6 +80,9 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
         # every one of them makes the event loop wait for it too, so the pool stays small.
         handlers = ThreadPoolExecutor(node.settings.worker_threads, thread_name_prefix="ebl-handler")
         asyncio.get_running_loop().set_default_executor(handlers)
+        # What start-up built (routes, models, the node) lives as long as the process: keep it out of the collector's
+        # full collections, which otherwise walk all of it and stall every request for up to a tenth of a second.
+        gc.freeze()
         task = asyncio.create_task(_checkpoint_every(node, node.settings.checkpoint_interval_seconds))
         try:
             with _courier(node):

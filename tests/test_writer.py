@@ -5,6 +5,7 @@ for the others. On whichever database the suite runs on.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ebl.store import db
-from ebl.store.db import driver_connection, make_engine, migrate, write
+from ebl.store.db import Database, driver_connection, make_engine, migrate, write
 from ebl.store.tables import PartyRow
 from tests.conftest import DATABASES
 
@@ -151,3 +152,45 @@ def test_a_write_that_breaks_the_transaction_fails_its_batch_and_the_next_write_
         write(engine, breaks)
     assert write(engine, _insert("afterwards")) == "afterwards"
     assert _names(engine) == {"afterwards"}
+
+
+# -- from an event loop (Database): the way request handlers write -------------------------------------------------
+
+
+def test_writes_from_an_event_loop_commit_and_a_failing_one_rolls_back_alone(engine: Engine) -> None:
+    database = Database(engine)
+
+    def failing(session: Session) -> None:
+        _sql(session, "INSERT INTO probe (name) VALUES (?)", "failing")
+        raise Refused("this write changes nothing")
+
+    async def many() -> list[Any]:
+        jobs = [_insert(f"loop-{i}") for i in range(10)]
+        jobs.insert(5, failing)
+        return await asyncio.gather(*(database.write(job) for job in jobs), return_exceptions=True)
+
+    outcomes = asyncio.run(many())
+    assert isinstance(outcomes.pop(5), Refused)
+    assert outcomes == [f"loop-{i}" for i in range(10)]
+    assert _names(engine) == {f"loop-{i}" for i in range(10)}
+    assert asyncio.run(database.read(lambda session: _sql(session, "SELECT COUNT(*) FROM probe").fetchone()[0])) == 10
+    database.close()
+
+
+def test_event_loops_and_threads_write_in_turns(engine: Engine) -> None:
+    """Writers of two event loops and of plain threads, each with a connection of its own, all commit."""
+    database = Database(engine)
+
+    def loop_writer(prefix: str) -> list[str]:
+        async def writes() -> list[str]:
+            return list(await asyncio.gather(*(database.write(_insert(f"{prefix}-{i}")) for i in range(30))))
+
+        return asyncio.run(writes())
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        loops = [pool.submit(loop_writer, name) for name in ("a", "b")]
+        threads = [pool.submit(write, engine, _insert(f"t-{i}")) for i in range(30)]
+        written = [name for future in loops for name in future.result()] + [future.result() for future in threads]
+    assert _names(engine) == set(written)
+    assert len(written) == 90
+    database.close()

@@ -400,18 +400,22 @@ class _LoopWriter:
             self._draining = None
 
     async def _commit(self, batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]) -> None:
+        turn = self._turn
         try:
-            if self._turn is not None and not self._turn.try_take():
-                await in_thread(self._turn.take)
+            if turn is not None and not turn.try_take():
+                await in_thread(turn.take)
             try:
                 connection = self._connect()
                 driver: Any = connection.connection.driver_connection
                 transaction = connection.begin()
                 outcomes = [_run_in_savepoint(connection, driver, run) for run, _ in batch]
-                await in_thread(transaction.commit)
-            finally:
-                if self._turn is not None:
-                    self._turn.give()
+            except BaseException:
+                if turn is not None:
+                    turn.give()
+                raise
+            # The turn goes back on the thread the moment the commit is done: the loop may take a while to come back
+            # to this batch, and another process's writer need not wait for it.
+            await in_thread(_commit_and_give, transaction, turn)
         except BaseException as failure:
             # Every write of the batch must hear of it; the next batch starts on a new connection.
             self._disconnect()
@@ -444,6 +448,14 @@ class _LoopWriter:
         self._disconnect()
         if self._turn is not None:
             self._turn.close()
+
+
+def _commit_and_give(transaction: Any, turn: _SqliteTurn | None) -> None:
+    try:
+        transaction.commit()
+    finally:
+        if turn is not None:
+            turn.give()
 
 
 class Database:
