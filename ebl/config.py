@@ -31,7 +31,7 @@ class Settings(BaseSettings):
         30, description="on SIGTERM, how long in-flight requests may take to finish before the server stops"
     )
     worker_threads: Annotated[int, Field(gt=0, le=200)] = Field(
-        4, description="threads per process that run request handlers (and hold database connections)"
+        4, description="threads per process for blocking work: PostgreSQL queries, SQLite commits, verification"
     )
     log_origin: str | None = Field(None, description="the log's C2SP origin; default <platform>.ebl.example/log")
     checkpoint_every_entries: Annotated[int, Field(gt=0)] = 100
