@@ -218,6 +218,11 @@ class _SqliteTurn:
     def take(self) -> None:
         fcntl.flock(self._opened(), fcntl.LOCK_EX)
 
+    def wait_until_free(self) -> None:
+        """Block until no writer holds the turn, without taking it (a shared lock waits for the exclusive one)."""
+        fcntl.flock(self._opened(), fcntl.LOCK_SH)
+        fcntl.flock(self._opened(), fcntl.LOCK_UN)
+
     def give(self) -> None:
         fcntl.flock(self._opened(), fcntl.LOCK_UN)
 
@@ -402,8 +407,10 @@ class _LoopWriter:
     async def _commit(self, batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]) -> None:
         turn = self._turn
         try:
-            if turn is not None and not turn.try_take():
-                await in_thread(turn.take)
+            # Taken on the loop only when it is free at once: a turn taken on a thread would stay idle until the loop,
+            # busy with other requests, came back to this batch, and another process's writer would wait for that.
+            while turn is not None and not turn.try_take():
+                await in_thread(turn.wait_until_free)
             try:
                 connection = self._connect()
                 driver: Any = connection.connection.driver_connection
