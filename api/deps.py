@@ -12,15 +12,23 @@ from ebl.errors import BadRequest, PayloadTooLarge, Unauthenticated
 from ebl.service import Caller, Node
 
 
-async def get_node(request: Request) -> Node:
+def _node(request: Request) -> Node:
     node: Node = request.app.state.node
     return node
 
 
+async def get_node(request: Request) -> Node:
+    return _node(request)
+
+
 NodeDep = Annotated[Node, Depends(get_node)]
 
+# The dependencies below read the node from the app themselves instead of depending on get_node: every dependency
+# FastAPI resolves costs a request some 15 µs.
 
-async def get_caller(request: Request, node: NodeDep) -> Caller:
+
+async def get_caller(request: Request) -> Caller:
+    node = _node(request)
     header = request.headers.get("authorization")
     if header is None:
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
@@ -50,15 +58,15 @@ async def _read_body(request: Request, node: Node) -> bytes:
     return bytes(received)
 
 
-async def get_json_body(request: Request, node: NodeDep) -> Any:
+async def get_json_body(request: Request) -> Any:
     """The body as I-JSON (duplicate keys, NaN, 2^53+ integers refused), within the size limit."""
-    return canonical.loads(await _read_body(request, node))
+    return canonical.loads(await _read_body(request, _node(request)))
 
 
-async def get_text_body(request: Request, node: NodeDep) -> str:
+async def get_text_body(request: Request) -> str:
     """The body as UTF-8 text, within the size limit."""
     try:
-        return (await _read_body(request, node)).decode("utf-8")
+        return (await _read_body(request, _node(request))).decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
 
