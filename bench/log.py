@@ -1,16 +1,20 @@
 """Ledger benchmarks (issue: the tamper-evident ledger). Never run by the test suite.
 
     .venv/bin/pip install pymerkle==7.0.0     # the comparison library, not a project dependency
-    .venv/bin/python bench/log.py [--appends 2000] [--appenders 1 4] [--sizes 1000 10000 100000 1000000]
+    .venv/bin/python bench/log.py [--appends 2000] [--appenders 1 4 8] [--sizes 1000 10000 100000 1000000]
 
 Measures, on this machine, side by side in one run:
 A. durable append throughput of our log against pymerkle's ``SqliteTree``: one appender, then several threads
-   appending at once (as a node's request threads do), each append committed before it returns; in alternating
-   rounds so that both see the same machine noise;
+   appending at once (as concurrent requests do), each append committed before it returns; in alternating rounds so
+   that both see the same machine noise;
 B. the cost of one durable append at several log sizes (the log is bulk-loaded to each size first);
 C. the time to build an inclusion proof from the database at the largest size, and to verify one;
-D. where an append's time goes: one durable insert sent to the driver inside our ``write_session``, inside a bare
-   Core connection's transaction, and by the sqlite3 driver alone (the floor any SQLite log pays per commit).
+D. where an append's time goes: one durable insert sent to the driver in a write of ours (``ebl.store.db.write``: a
+   savepoint of a group commit), inside a bare Core connection's transaction, and by the sqlite3 driver alone (the
+   floor any SQLite log pays per commit).
+
+Parts A–D use the blocking API (``write``), as the node's threads do; request handlers write through
+``ebl.store.db.Database`` on the event loop, which commits the same way.
 """
 
 from __future__ import annotations
@@ -210,7 +214,7 @@ def transaction_overhead(folder: Path, count: int = 1000) -> None:
     session, core, bare = (statistics.median(samples[name]) for name in ("session", "core", "bare"))
     driver.close()
     print(f"D. one durable insert (median of {count})")
-    print(f"   in our write_session                {session * 1e6:6.0f} µs")
+    print(f"   in a write of ours (write())        {session * 1e6:6.0f} µs")
     print(f"   in a Core connection's transaction  {core * 1e6:6.0f} µs")
     print(f"   through the sqlite3 driver alone    {bare * 1e6:6.0f} µs   (the floor: one WAL fsync per commit)")
 
@@ -218,7 +222,7 @@ def transaction_overhead(folder: Path, count: int = 1000) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--appends", type=int, default=2000)
-    parser.add_argument("--appenders", type=int, nargs="+", default=[1, 4], help="concurrent appenders (threads)")
+    parser.add_argument("--appenders", type=int, nargs="+", default=[1, 4, 8], help="concurrent appenders (threads)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
     parser.add_argument("--dir", type=Path, default=None, help="where the databases go (default: a temporary folder)")
     args = parser.parse_args()
