@@ -1,16 +1,22 @@
-"""Engines, migrations and transactions, on SQLite (the embedded default) or PostgreSQL (psycopg 3).
+"""Engines, migrations, reads and writes, on SQLite (the embedded default) or PostgreSQL (psycopg 3).
 
-SQLite runs in WAL mode with ``synchronous=FULL``, so a committed write survives a crash. Reads run in sessions of
-their own (:func:`read_session`). Every write runs through :func:`write`, which commits the writes that wait at the
-same moment together (group commit, :class:`_Writer`): each in a savepoint of its own, all in one transaction. One
-commit, and on SQLite one fsync, then serves many writes, and a write that fails rolls back to its savepoint without
-touching the others. A write's caller gets its answer only once its transaction has committed: nothing is
+SQLite runs in WAL mode with ``synchronous=FULL``, so a committed write survives a crash. A read is a function of a
+session run in a session of its own; a write is a function of a session run in a write transaction. Writes that wait
+at the same moment are committed together (group commit): each in a savepoint of its own, all in one transaction.
+One commit, and on SQLite one fsync, then serves many writes, and a write that fails rolls back to its savepoint
+without touching the others. A write's caller gets its answer only once its transaction has committed: nothing is
 acknowledged that a crash could lose.
 
-Writers of several processes take turns: on SQLite the database's write lock (``BEGIN IMMEDIATE``), on PostgreSQL
-a transaction-scoped advisory lock taken at the start of every write transaction. So one transaction at a time writes
-to a node's database, the log's leaf indexes stay dense, and the row locks and unique keys the repositories use
-decide every race between two writes of one batch or of two processes.
+Two ways in, for two kinds of caller. Code on an event loop (request handlers) uses :class:`Database`:
+``await db.read(query)``, ``await db.write(job)``. Code on a thread of its own (start-up, the PINT courier, the
+periodic checkpoint, command-line tools, benchmarks) uses :func:`read_session` and :func:`write`. Both commit through
+the same savepoints (:func:`_run_in_savepoint`), and their writers take the same turns.
+
+One write transaction at a time writes to a node's database, whichever process or thread it comes from: on SQLite
+that is the database's write lock (``BEGIN IMMEDIATE``), with an ``flock`` beside it to decide whose turn it is
+(:class:`_SqliteTurn`); on PostgreSQL a transaction-scoped advisory lock taken at the start of every write
+transaction. So the log's leaf indexes stay dense, and the row locks and unique keys the repositories use decide
+every race between two writes of one batch or of two processes.
 """
 
 from __future__ import annotations
@@ -277,15 +283,15 @@ class _Job(Generic[_T]):
 
 
 class _Writer:
-    """Group commit for one database in one process: writes that wait while another commits share the next commit.
+    """Group commit for the threads of one process: writes that wait while another commits share the next commit.
 
     A thread that writes when no other is writing leads: it takes every write waiting (up to
     :data:`MAX_WRITES_PER_COMMIT`), runs them one after the other in one transaction, each between ``SAVEPOINT`` and
     ``RELEASE`` (or ``ROLLBACK TO`` when it raises), commits, and tells each waiting thread its outcome. Writes that
     arrive meanwhile wait for the next commit, which the leader runs too, until its own write is done; then it hands
     the lead to the thread of the oldest write still waiting. The busier the node, the more writes share a commit,
-    and a lone write runs on its own thread with no hand-over at all. The leader's turn to write is the database's:
-    ``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL.
+    and a lone write runs on its own thread with no hand-over at all. The leader waits for its turn to write on its
+    own thread: the :class:`_SqliteTurn` and ``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL.
     """
 
     def __init__(self, engine: Engine) -> None:
