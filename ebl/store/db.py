@@ -188,6 +188,17 @@ def _run_in_savepoint(
     return result, None
 
 
+def _commit_batch(
+    connection: Connection, turn: _SqliteTurn | None, runs: list[Callable[[Session], Any]]
+) -> list[tuple[Any, Exception | None]]:
+    """Wait for the turn to write, run ``runs`` in savepoints of one transaction, commit: all on this thread."""
+    driver: Any = connection.connection.driver_connection
+    with _SqliteTurn.taken(turn), connection.begin():
+        if connection.dialect.name == "postgresql":
+            driver.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_TURN,))
+        return [_run_in_savepoint(connection, driver, run) for run in runs]
+
+
 class _SqliteTurn:
     """The turn to write to one SQLite database, among every writer of every process: an exclusive ``flock`` on a
     file beside the database, taken before ``BEGIN IMMEDIATE`` and given back after the commit.
@@ -345,12 +356,7 @@ class _Writer:
     def _commit(self, batch: list[_Job[Any]]) -> None:
         with self._connection_in_use:
             try:
-                connection = self._connect()
-                driver: Any = connection.connection.driver_connection
-                with _SqliteTurn.taken(self._turn), connection.begin():
-                    if self._postgresql:
-                        driver.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_TURN,))
-                    outcomes = [_run_in_savepoint(connection, driver, job.run) for job in batch]
+                outcomes = _commit_batch(self._connect(), self._turn, [job.run for job in batch])
             except BaseException as failure:
                 # Every write of the batch must hear of it, whatever it is. The transaction is gone, and perhaps the
                 # connection with it: the next batch starts on a new connection.
@@ -376,18 +382,18 @@ class _Writer:
 
 
 class _LoopWriter:
-    """Group commit on an event loop, for SQLite, whose reads and writes are local work for the CPU, but whose commit
-    waits for the disk.
+    """Group commit for the coroutines of one event loop: the writes that wait while a batch commits make the next.
 
-    The writes run on the loop itself, in savepoints of one transaction as :class:`_Writer` runs them; only waiting
-    (for the turn to write, held by a writer elsewhere, and for the commit's fsync) happens on a thread. Writes that
-    arrive while a commit is on its way wait for the next one. Keeping the work on the loop's thread matters: a
-    thread that runs Python while the loop does too makes both wait for the interpreter lock at every SQLite call,
-    which cost more than the work itself (docs/BENCHMARKS.md).
+    On SQLite, whose statements are local work for the CPU, the writes run on the loop itself, in savepoints of one
+    transaction; only waiting (for the turn to write, held by a writer elsewhere, and for the commit's fsync) happens
+    on a thread. Keeping the work on the loop's thread matters: a thread that runs Python while the loop does too
+    makes both wait for the interpreter lock at every SQLite call, which cost more than the work itself
+    (docs/BENCHMARKS.md). On PostgreSQL, whose every statement waits for the network, a whole batch runs on a thread.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._postgresql = engine.dialect.name == "postgresql"
         self._turn = _SqliteTurn.of(engine)
         self._waiting: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
         self._draining: asyncio.Task[None] | None = None
@@ -411,24 +417,12 @@ class _LoopWriter:
             self._draining = None
 
     async def _commit(self, batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]) -> None:
-        turn = self._turn
         try:
-            # Taken on the loop only when it is free at once: a turn taken on a thread would stay idle until the loop,
-            # busy with other requests, came back to this batch, and another process's writer would wait for that.
-            while turn is not None and not turn.try_take():
-                await in_thread(turn.wait_until_free)
-            try:
-                connection = self._connect()
-                driver: Any = connection.connection.driver_connection
-                transaction = connection.begin()
-                outcomes = [_run_in_savepoint(connection, driver, run) for run, _ in batch]
-            except BaseException:
-                if turn is not None:
-                    turn.give()
-                raise
-            # The turn goes back on the thread the moment the commit is done: the loop may take a while to come back
-            # to this batch, and another process's writer need not wait for it.
-            await in_thread(_commit_and_give, transaction, turn)
+            if self._postgresql:
+                # Every statement waits for the network: the whole batch runs on a thread, in one hop.
+                outcomes = await in_thread(_commit_batch, self._connect(), None, [run for run, _ in batch])
+            else:
+                outcomes = await self._commit_on_loop([run for run, _ in batch])
         except BaseException as failure:
             # Every write of the batch must hear of it; the next batch starts on a new connection.
             self._disconnect()
@@ -445,6 +439,27 @@ class _LoopWriter:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+
+    async def _commit_on_loop(self, runs: list[Callable[[Session], Any]]) -> list[tuple[Any, Exception | None]]:
+        """SQLite: the writes run on the loop; only the wait for the turn and the commit's fsync go to a thread."""
+        turn = self._turn
+        # Taken on the loop only when it is free at once: a turn taken on a thread would stay idle until the loop, busy
+        # with other requests, came back to this batch, and another process's writer would wait for that.
+        while turn is not None and not turn.try_take():
+            await in_thread(turn.wait_until_free)
+        try:
+            connection = self._connect()
+            driver: Any = connection.connection.driver_connection
+            transaction = connection.begin()
+            outcomes = [_run_in_savepoint(connection, driver, run) for run in runs]
+        except BaseException:
+            if turn is not None:
+                turn.give()
+            raise
+        # The turn goes back on the thread the moment the commit is done: the loop may take a while to come back to
+        # this batch, and another process's writer need not wait for it.
+        await in_thread(_commit_and_give, transaction, turn)
+        return outcomes
 
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.invalidated:
@@ -475,24 +490,21 @@ class Database:
     """A node's database as its use cases see it from the event loop: ``await db.read(query)``,
     ``await db.write(job)``, each a function of a :class:`~sqlmodel.Session`.
 
-    On SQLite both run on the loop (writes through :class:`_LoopWriter`); on PostgreSQL, whose every statement waits
-    for the network, they run on the loop's threads (writes through :func:`write`). Code that runs on a thread of its
-    own (start-up, the PINT courier, command-line tools) uses :func:`read_session` and :func:`write` directly.
+    Writes are group-committed per loop (:class:`_LoopWriter`). On SQLite reads and writes run on the loop; on
+    PostgreSQL, whose every statement waits for the network, on the loop's threads.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._on_loop = engine.dialect.name == "sqlite"
+        self._reads_on_loop = engine.dialect.name == "sqlite"
         self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWriter] = WeakKeyDictionary()
 
     async def read(self, query: Callable[[Session], _T]) -> _T:
-        if self._on_loop:
+        if self._reads_on_loop:
             return _read(self.engine, query)
         return await in_thread(_read, self.engine, query)
 
     async def write(self, job: Callable[[Session], _T]) -> _T:
-        if not self._on_loop:
-            return await in_thread(write, self.engine, job)
         loop = asyncio.get_running_loop()
         writer = self._writers.get(loop)
         if writer is None:
