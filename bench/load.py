@@ -8,7 +8,8 @@ the test suite.
 
 One run starts a fresh node (``ebl serve``, durable commits, rate limit off) and measures, side by side, with the same
 generator: ``GET /v1/parties`` (the trivial authenticated endpoint), issuance of distinct eBLs, transfers of those
-eBLs (shipper to the bank they are made out to) and endorsements (the bank endorses each to the order of another).
+eBLs (shipper to the bank they are made out to) and endorsements (the bank endorses each to the order of another);
+``--rounds`` times over (3 by default), and then the medians, since this shared machine's speed drifts.
 Every request of the issuance, transfer and endorsement runs has a reference of its own. A run with any non-2xx
 answer or socket error is reported as invalid. With ``--postgres ADMIN_URL`` a database is created for the run
 and dropped afterwards.
@@ -22,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -190,6 +192,52 @@ def _drop_postgres_database(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
+def _round(server: Server, folder: Path, parties: dict[str, Any], prefix: str, load: dict[str, int]) -> list[Result]:
+    """One round: GET /v1/parties, issuance, transfers, endorsements; every eBL of the round carries ``prefix``."""
+    key = {name: party["apiKey"] for name, party in parties.items()}
+    issue_env = {
+        "EBL_BENCH_API_KEY": key[CARRIER],
+        "EBL_BENCH_BODY": str(_issue_body(folder, parties[SHIPPER])),
+        "EBL_BENCH_TAG": prefix + "I",
+    }
+    transfer_env = {
+        "EBL_BENCH_API_KEY": key[SHIPPER],
+        "EBL_BENCH_BODY": str(_act_body(folder, "transfer", "TRANSFER", parties[CQ_BANK])),
+        "EBL_BENCH_REFS": str(folder / "transfer.txt"),
+    }
+    endorse_env = {
+        "EBL_BENCH_API_KEY": key[CQ_BANK],
+        "EBL_BENCH_BODY": str(_act_body(folder, "endorse", "ENDORSE_TO_ORDER", parties[SG_BANK])),
+        "EBL_BENCH_REFS": str(folder / "endorse.txt"),
+    }
+    get_env = {"EBL_BENCH_API_KEY": key[CARRIER], "EBL_BENCH_PATH": "/v1/parties"}
+    results = [wrk("GET /v1/parties", server.url, "get.lua", get_env, **load)]
+    results.append(wrk("issue (POST /v1/ebls)", server.url, "issue.lua", issue_env, **load))
+    # Every transfer and endorsement needs an eBL of its own, and they may run faster than issuance: issue more
+    # first (not measured), so that the measured runs never run out.
+    _top_up(server.url, "issue.lua", issue_env | {"EBL_BENCH_TAG": prefix + "T"}, results[-1], load, factor=3)
+    _write(folder / "transfer.txt", _held(server.url, key[SHIPPER], prefix, SHIPPER))
+    results.append(wrk("transfer (shipper to bank)", server.url, "act.lua", transfer_env, **load))
+    endorsable = _held(server.url, key[SHIPPER], prefix, CQ_BANK)
+    if len(endorsable) < 2 * results[-1].requests:
+        _write(folder / "transfer.txt", _held(server.url, key[SHIPPER], prefix, SHIPPER))
+        _top_up(server.url, "act.lua", transfer_env, results[-1], load, factor=2)
+        endorsable = _held(server.url, key[SHIPPER], prefix, CQ_BANK)
+    _write(folder / "endorse.txt", endorsable)
+    results.append(wrk("endorse (bank to order of bank)", server.url, "act.lua", endorse_env, **load))
+    return results
+
+
+def _print(results: list[Result]) -> None:
+    baseline = results[0].rate
+    print(f"   {'run':34} {'req/s':>8} {'× GET':>7} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}  valid")
+    for result in results:
+        print(
+            f"   {result.name:34} {result.rate:8.0f} {result.rate / baseline:7.2f} {result.p50_us / 1000:8.1f} "
+            f"{result.p99_us / 1000:8.1f} {result.non2xx + result.socket_errors:8d}  {'yes' if result.valid else 'NO'}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server; default: SQLite in a temporary folder")
@@ -197,49 +245,24 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the four runs; the summary takes medians")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
+    if not 1 <= args.rounds <= 9:
+        raise SystemExit("--rounds is 1 to 9")
     load = {"duration": args.duration, "connections": args.connections, "threads": args.threads}
     folder = Path(tempfile.mkdtemp(prefix="ebl-bench-http-"))
     database_url, created = f"sqlite:///{folder / 'ebl.db'}", None
     if args.postgres:
         database_url, created = _postgres_database(args.postgres)
     server = Server(folder, database_url, args.workers)
+    rounds = []
     try:
         parties = {p["partyName"]: p for p in httpx.get(f"{server.url}/sandbox/parties").json()}
-        key = {name: party["apiKey"] for name, party in parties.items()}
-        tag = f"B{int(time.time()) % 100000:05d}"
-        issue_env = {
-            "EBL_BENCH_API_KEY": key[CARRIER],
-            "EBL_BENCH_BODY": str(_issue_body(folder, parties[SHIPPER])),
-            "EBL_BENCH_TAG": tag,
-        }
-        transfer_env = {
-            "EBL_BENCH_API_KEY": key[SHIPPER],
-            "EBL_BENCH_BODY": str(_act_body(folder, "transfer", "TRANSFER", parties[CQ_BANK])),
-            "EBL_BENCH_REFS": str(folder / "transfer.txt"),
-        }
-        endorse_env = {
-            "EBL_BENCH_API_KEY": key[CQ_BANK],
-            "EBL_BENCH_BODY": str(_act_body(folder, "endorse", "ENDORSE_TO_ORDER", parties[SG_BANK])),
-            "EBL_BENCH_REFS": str(folder / "endorse.txt"),
-        }
-        get_env = {"EBL_BENCH_API_KEY": key[CARRIER], "EBL_BENCH_PATH": "/v1/parties"}
-        results = [wrk("GET /v1/parties", server.url, "get.lua", get_env, **load)]
-        results.append(wrk("issue (POST /v1/ebls)", server.url, "issue.lua", issue_env, **load))
-        # Every transfer and endorsement needs an eBL of its own, and they may run faster than issuance: issue
-        # more first (not measured), so that the measured runs never run out.
-        _top_up(server.url, "issue.lua", issue_env | {"EBL_BENCH_TAG": tag[:-1] + "T"}, results[-1], load, factor=3)
-        _write(folder / "transfer.txt", _held(server.url, key[SHIPPER], tag[:-1], SHIPPER))
-        results.append(wrk("transfer (shipper to bank)", server.url, "act.lua", transfer_env, **load))
-        endorsable = _held(server.url, key[SHIPPER], tag[:-1], CQ_BANK)
-        if len(endorsable) < 2 * results[-1].requests:
-            _write(folder / "transfer.txt", _held(server.url, key[SHIPPER], tag[:-1], SHIPPER))
-            _top_up(server.url, "act.lua", transfer_env, results[-1], load, factor=2)
-            endorsable = _held(server.url, key[SHIPPER], tag[:-1], CQ_BANK)
-        _write(folder / "endorse.txt", endorsable)
-        results.append(wrk("endorse (bank to order of bank)", server.url, "act.lua", endorse_env, **load))
+        stamp = int(time.time()) % 1000
+        for number in range(args.rounds):
+            rounds.append(_round(server, folder, parties, f"R{number}{stamp:03d}", load))
         rss = server.rss_mb()
     finally:
         server.stop()
@@ -247,12 +270,17 @@ def main() -> None:
             _drop_postgres_database(args.postgres, created)
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"{backend}, {args.workers} server process(es), wrk -t{args.threads} -c{args.connections} -d{args.duration}s")
-    baseline = results[0].rate
-    print(f"   {'run':34} {'req/s':>8} {'× GET':>7} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}  valid")
-    for result in results:
+    for number, results in enumerate(rounds, start=1):
+        print(f"  round {number}")
+        _print(results)
+    print(f"  medians of {args.rounds} rounds (× GET: the median of each round's ratio)")
+    print(f"   {'run':34} {'req/s':>8} {'× GET':>7} {'p99 ms':>8}  all valid")
+    for index, name in enumerate(result.name for result in rounds[0]):
+        runs = [results[index] for results in rounds]
+        ratios = [results[index].rate / results[0].rate for results in rounds]
         print(
-            f"   {result.name:34} {result.rate:8.0f} {result.rate / baseline:7.2f} {result.p50_us / 1000:8.1f} "
-            f"{result.p99_us / 1000:8.1f} {result.non2xx + result.socket_errors:8d}  {'yes' if result.valid else 'NO'}"
+            f"   {name:34} {statistics.median(r.rate for r in runs):8.0f} {statistics.median(ratios):7.2f} "
+            f"{statistics.median(r.p99_us for r in runs) / 1000:8.1f}  {'yes' if all(r.valid for r in runs) else 'NO'}"
         )
     print(f"   server RSS at the end: {rss:.0f} MB (all processes)")
     shutil.rmtree(folder, ignore_errors=True)
