@@ -78,10 +78,12 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
         # Blocking work runs on these threads (ebl.blocking.in_thread): PostgreSQL statements, commits, CPU-bound
         # verification, the periodic checkpoint. Past a few, threads only queue for the interpreter lock, and
         # every one of them makes the event loop wait for it too, so the pool stays small.
-        handlers = ThreadPoolExecutor(node.settings.worker_threads, thread_name_prefix="ebl-handler")
+        handlers = ThreadPoolExecutor(node.settings.worker_threads, thread_name_prefix="ebl-blocking")
         asyncio.get_running_loop().set_default_executor(handlers)
         # What start-up built (routes, models, the node) lives as long as the process: keep it out of the collector's
         # full collections, which otherwise walk all of it and stall every request for up to a tenth of a second.
+        # Collect first, so that no garbage is frozen with it.
+        gc.collect()
         gc.freeze()
         task = asyncio.create_task(_checkpoint_every(node, node.settings.checkpoint_interval_seconds))
         try:

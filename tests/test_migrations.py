@@ -13,10 +13,10 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from ebl import cli
-from ebl.store.db import DatabaseSetupError, make_engine, migrate
+from ebl.store.db import LATEST_REVISION, DatabaseSetupError, make_engine, migrate
 from tests.conftest import DATABASES
 
-HEAD = "0003"
+HEAD = LATEST_REVISION
 
 
 @pytest.fixture

@@ -32,10 +32,6 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 from weakref import WeakKeyDictionary
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
@@ -105,7 +101,16 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     return engine
 
 
-def _alembic(connection: Connection) -> Config:
+LATEST_REVISION = "0003"
+"""The latest migration in ebl/store/migrations/versions (tests/test_migrations.py holds it to Alembic's head)."""
+
+# Alembic is imported only when a migration has to run: a node that starts on a database already at the latest
+# revision never loads it, and each server process keeps the ~11 MB it would take.
+
+
+def _alembic(connection: Connection) -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", "ebl.store:migrations")
     config.attributes["connection"] = connection
@@ -123,11 +128,23 @@ def migrate(engine: Engine, revision: str = "head") -> None:
                 "this database was created before the schema had migrations; it holds sandbox data only: "
                 "move it away and start again"
             )
+        if revision == "head" and "alembic_version" in tables and _current_revision(connection) == LATEST_REVISION:
+            return
+        from alembic import command
+
         command.upgrade(_alembic(connection), revision)
+
+
+def _current_revision(connection: Connection) -> str | None:
+    row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+    return None if row is None else str(row[0])
 
 
 def schema_revision(engine: Engine) -> tuple[str | None, str]:
     """The database's migration revision and the latest one this code knows."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
         head = ScriptDirectory.from_config(_alembic(connection)).get_current_head()
