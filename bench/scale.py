@@ -6,9 +6,10 @@
 Creates two databases on the server: one stays empty, the other is bulk-loaded with ``--ebls`` issued eBLs — the
 corridor document under a reference of its own, its RFC 8785 checksum, an ISSUE entry and issuance manifest signed
 by the carrier, its parties' involvement, and the log leaves and subtrees, written with COPY — then signed over by
-a checkpoint, exactly as issuing them one by one would leave it. On each database in turn a node is started
-(``ebl serve --workers 2``), and wrk measures issuance throughput and ``GET /v1/ebls/{ref}`` latency (random
-references of the loaded eBLs; on the empty database, the eBLs just issued); the server's RSS is read at the end.
+a checkpoint, exactly as issuing them one by one would leave it. A node is started on each database
+(``ebl serve --workers 2``, both running), and wrk measures, in ``--rounds`` alternating rounds (3 by default),
+issuance throughput and ``GET /v1/ebls/{ref}`` latency (random references of the loaded eBLs; on the empty database,
+the eBLs just issued); the table shows the medians, and each server's RSS read at the end.
 Both databases (and the keys folder) are removed afterwards unless ``--keep``; a kept loaded database passes
 ``ebl audit`` with the kept keys.
 """
@@ -22,13 +23,15 @@ import json
 import multiprocessing
 import random
 import shutil
+import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -38,8 +41,10 @@ from load import (
     CQ_BANK,
     SAMPLE,
     SHIPPER,
+    Result,
     Server,
     _drop_postgres_database,
+    _held,
     _issue_body,
     _postgres_database,
     wrk,
@@ -180,28 +185,50 @@ def _new_nodes(nodes: dict[tuple[int, int], bytes], first: int, end: int) -> Ite
             yield level, index, value
 
 
-def measure(name: str, database_url: str, folder: Path, references: list[str], duration: int) -> dict[str, Any]:
-    server = Server(folder, database_url, workers=2)
-    try:
-        parties = {p["partyName"]: p for p in __import__("httpx").get(f"{server.url}/sandbox/parties").json()}
-        carrier, shipper = parties[CARRIER]["apiKey"], parties[SHIPPER]["apiKey"]
-        load = {"duration": duration, "connections": 32, "threads": 2}
-        tag = f"N{int(time.time()) % 100000:05d}"
-        body = str(_issue_body(folder, parties[SHIPPER]))
-        issue_env = {"EBL_BENCH_API_KEY": carrier, "EBL_BENCH_BODY": body, "EBL_BENCH_TAG": tag}
-        issued = wrk("issue", server.url, "issue.lua", issue_env, **load)
-        sample = random.sample(references, min(len(references), 10_000)) if references else []
-        if not sample:
-            from load import _held
+def _reads(server: Server, folder: Path, name: str, references: list[str], shipper: dict[str, Any]) -> Path:
+    """A file of references to read: a sample of the loaded eBLs, or those the shipper was just issued."""
+    sample = random.sample(references, min(len(references), 10_000)) if references else []
+    if not sample:
+        sample = _held(server.url, shipper["apiKey"], "N", shipper["partyName"])
+    refs = folder / f"{name}-refs.txt"
+    refs.write_text("".join(f"{r}\n" for r in sample), encoding="utf-8")
+    return refs
 
-            sample = _held(server.url, shipper, tag, parties[SHIPPER]["partyName"])
-        refs = folder / f"{name}-refs.txt"
-        refs.write_text("".join(f"{r}\n" for r in sample), encoding="utf-8")
-        read = wrk("read", server.url, "read.lua", {"EBL_BENCH_API_KEY": shipper, "EBL_BENCH_REFS": str(refs)}, **load)
-        rss = server.rss_mb()
+
+def measure(
+    databases: dict[str, str], folder: Path, references: list[str], duration: int, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Issuance and reads on a node of each database (``--workers 2``), both running, in alternating rounds."""
+    servers = {name: Server(folder / name, url, workers=2) for name, url in databases.items()}
+    results: dict[str, dict[str, Any]] = {name: {"issue": [], "read": []} for name in databases}
+    try:
+        parties = {
+            name: {p["partyName"]: p for p in httpx.get(f"{server.url}/sandbox/parties").json()}
+            for name, server in servers.items()
+        }
+        load = {"duration": duration, "connections": 32, "threads": 2}
+        stamp = int(time.time()) % 1000
+        refs: dict[str, Path] = {}
+        for number in range(rounds):
+            for name, server in servers.items():
+                issue_env = {
+                    "EBL_BENCH_API_KEY": parties[name][CARRIER]["apiKey"],
+                    "EBL_BENCH_BODY": str(_issue_body(folder / name, parties[name][SHIPPER])),
+                    "EBL_BENCH_TAG": f"N{number}{stamp:03d}",
+                }
+                results[name]["issue"].append(wrk("issue", server.url, "issue.lua", issue_env, **load))
+                if name not in refs:
+                    loaded = references if name == "full" else []
+                    refs[name] = _reads(server, folder / name, name, loaded, parties[name][SHIPPER])
+            for name, server in servers.items():
+                env = {"EBL_BENCH_API_KEY": parties[name][SHIPPER]["apiKey"], "EBL_BENCH_REFS": str(refs[name])}
+                results[name]["read"].append(wrk("read", server.url, "read.lua", env, **load))
+        for name, server in servers.items():
+            results[name]["rss"] = server.rss_mb()
     finally:
-        server.stop()
-    return {"issue": issued, "read": read, "rss": rss}
+        for server in servers.values():
+            server.stop()
+    return results
 
 
 def main() -> None:
@@ -209,6 +236,7 @@ def main() -> None:
     parser.add_argument("--postgres", required=True, help="admin URL of the PostgreSQL server")
     parser.add_argument("--ebls", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the table shows medians")
     parser.add_argument("--keep", action="store_true", help="keep the two databases")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ebl-bench-scale-"))
@@ -219,32 +247,33 @@ def main() -> None:
         began = time.monotonic()
         references = bulk_load(full_url, folder / "full", args.ebls)
         print(f"   done in {time.monotonic() - began:.0f} s")
-        results = {
-            "empty": measure("empty", empty_url, folder / "empty", [], args.duration),
-            "full": measure("full", full_url, folder / "full", references, args.duration),
-        }
+        results = measure({"empty": empty_url, "full": full_url}, folder, references, args.duration, args.rounds)
     finally:
         if not args.keep:
             _drop_postgres_database(args.postgres, empty_name)
             _drop_postgres_database(args.postgres, full_name)
             shutil.rmtree(folder, ignore_errors=True)
-    empty, full = results["empty"], results["full"]
+
+    def median(name: str, run: str, value: Callable[[Result], float]) -> float:
+        return statistics.median(value(result) for result in results[name][run])
+
     rows = [
-        ("issuance, eBLs/s", empty["issue"].rate, full["issue"].rate),
-        ("GET /v1/ebls/{ref} req/s", empty["read"].rate, full["read"].rate),
-        ("GET /v1/ebls/{ref} p50 ms", empty["read"].p50_us / 1000, full["read"].p50_us / 1000),
-        ("GET /v1/ebls/{ref} p99 ms", empty["read"].p99_us / 1000, full["read"].p99_us / 1000),
-        ("server RSS, MB (2 procs)", empty["rss"], full["rss"]),
+        ("issuance, eBLs/s", lambda name: median(name, "issue", lambda r: r.rate)),
+        ("GET /v1/ebls/{ref} req/s", lambda name: median(name, "read", lambda r: r.rate)),
+        ("GET /v1/ebls/{ref} p50 ms", lambda name: median(name, "read", lambda r: r.p50_us / 1000)),
+        ("GET /v1/ebls/{ref} p99 ms", lambda name: median(name, "read", lambda r: r.p99_us / 1000)),
+        ("server RSS, MB (2 procs)", lambda name: float(results[name]["rss"])),
     ]
-    print(f"PostgreSQL, ebl serve --workers 2, wrk -t2 -c32 -d{args.duration}s")
+    print(f"PostgreSQL, ebl serve --workers 2, wrk -t2 -c32 -d{args.duration}s, medians of {args.rounds} rounds")
     print(f"   {'':26} {'empty':>10} {f'{args.ebls} eBLs':>14} {'full/empty':>11}")
-    for label, a, b in rows:
-        print(f"   {label:26} {a:10.1f} {b:14.1f} {b / a:11.2f}")
-    for run in ("issue", "read"):
-        for label in ("empty", "full"):
-            result = results[label][run]
-            if not result.valid:
-                print(f"   INVALID: {run} on {label}: {result.non2xx} non-2xx, {result.socket_errors} socket errors")
+    for label, value in rows:
+        empty, full = value("empty"), value("full")
+        print(f"   {label:26} {empty:10.1f} {full:14.1f} {full / empty:11.2f}")
+    for name in ("empty", "full"):
+        for run in ("issue", "read"):
+            for result in results[name][run]:
+                if not result.valid:
+                    print(f"   INVALID: {run} on {name}: {result.non2xx} non-2xx, {result.socket_errors} socket errors")
 
 
 if __name__ == "__main__":
