@@ -279,6 +279,27 @@ class _SqliteTurn:
             turn.give()
 
 
+class _WriteConnection:
+    """The connection a writer keeps open for its transactions, opened again after a failure."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def get(self) -> Connection:
+        if self._connection is None or self._connection.invalidated:
+            self._connection = self._engine.connect().execution_options(**{_WRITE: True})
+        return self._connection
+
+    def discard(self) -> None:
+        # Closed for good, not handed back to the pool: after a failure it may be broken, and on close the pool may
+        # already be disposed of.
+        if self._connection is not None:
+            self._connection.invalidate()
+            self._connection.close()
+            self._connection = None
+
+
 class _Job(Generic[_T]):
     """A write waiting for its turn: what it runs, and, once committed or failed, its outcome."""
 
@@ -330,7 +351,7 @@ class _Writer:
         self._waiting: deque[_Job[Any]] = deque()
         self._leader: int | None = None
         self._connection_in_use = threading.Lock()
-        self._connection: Connection | None = None
+        self._connection = _WriteConnection(engine)
 
     def submit(self, run: Callable[[Session], _T]) -> _T:
         job = _Job(run)
@@ -366,36 +387,23 @@ class _Writer:
     def close(self) -> None:
         """Close the connection writes use (the next write opens a new one)."""
         with self._connection_in_use:
-            self._disconnect()
+            self._connection.discard()
             if self._turn is not None:
                 self._turn.close()
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
         with self._connection_in_use:
             try:
-                outcomes = _commit_batch(self._connect(), self._turn, [job.run for job in batch])
+                outcomes = _commit_batch(self._connection.get(), self._turn, [job.run for job in batch])
             except BaseException as failure:
                 # Every write of the batch must hear of it, whatever it is. The transaction is gone, and perhaps the
                 # connection with it: the next batch starts on a new connection.
-                self._disconnect()
+                self._connection.discard()
                 for job in batch:
                     job.finish(None, failure)
                 return
         for job, (result, error) in zip(batch, outcomes, strict=True):
             job.finish(result, error)
-
-    def _connect(self) -> Connection:
-        if self._connection is None or self._connection.invalidated:
-            self._connection = self._engine.connect().execution_options(**{_WRITE: True})
-        return self._connection
-
-    def _disconnect(self) -> None:
-        # Closed for good, not handed back to the pool: after a failure it may be broken, and on close the pool may
-        # already be disposed of.
-        if self._connection is not None:
-            self._connection.invalidate()
-            self._connection.close()
-            self._connection = None
 
 
 class _LoopWriter:
@@ -414,7 +422,7 @@ class _LoopWriter:
         self._turn = _SqliteTurn.of(engine)
         self._waiting: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
         self._draining: asyncio.Task[None] | None = None
-        self._connection: Connection | None = None
+        self._connection = _WriteConnection(engine)
 
     async def submit(self, run: Callable[[Session], _T]) -> _T:
         loop = asyncio.get_running_loop()
@@ -437,12 +445,12 @@ class _LoopWriter:
         try:
             if self._postgresql:
                 # Every statement waits for the network: the whole batch runs on a thread, in one hop.
-                outcomes = await in_thread(_commit_batch, self._connect(), None, [run for run, _ in batch])
+                outcomes = await in_thread(_commit_batch, self._connection.get(), None, [run for run, _ in batch])
             else:
                 outcomes = await self._commit_on_loop([run for run, _ in batch])
         except BaseException as failure:
             # Every write of the batch must hear of it; the next batch starts on a new connection.
-            self._disconnect()
+            self._connection.discard()
             for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)
@@ -465,7 +473,7 @@ class _LoopWriter:
         while turn is not None and not turn.try_take():
             await in_thread(turn.wait_until_free)
         try:
-            connection = self._connect()
+            connection = self._connection.get()
             driver: Any = connection.connection.driver_connection
             transaction = connection.begin()
             outcomes = [_run_in_savepoint(connection, driver, run) for run in runs]
@@ -478,19 +486,8 @@ class _LoopWriter:
         await in_thread(_commit_and_give, transaction, turn)
         return outcomes
 
-    def _connect(self) -> Connection:
-        if self._connection is None or self._connection.invalidated:
-            self._connection = self._engine.connect().execution_options(**{_WRITE: True})
-        return self._connection
-
-    def _disconnect(self) -> None:
-        if self._connection is not None:
-            self._connection.invalidate()
-            self._connection.close()
-            self._connection = None
-
     def close(self) -> None:
-        self._disconnect()
+        self._connection.discard()
         if self._turn is not None:
             self._turn.close()
 
