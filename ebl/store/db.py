@@ -205,15 +205,21 @@ def _run_in_savepoint(
     return result, None
 
 
+def _run_batch(connection: Connection, runs: list[Callable[[Session], Any]]) -> list[tuple[Any, Exception | None]]:
+    """``runs`` one after the other, each in a savepoint of ``connection``'s transaction: their outcomes."""
+    driver: Any = connection.connection.driver_connection
+    return [_run_in_savepoint(connection, driver, run) for run in runs]
+
+
 def _commit_batch(
     connection: Connection, turn: _SqliteTurn | None, runs: list[Callable[[Session], Any]]
 ) -> list[tuple[Any, Exception | None]]:
     """Wait for the turn to write, run ``runs`` in savepoints of one transaction, commit: all on this thread."""
-    driver: Any = connection.connection.driver_connection
     with _SqliteTurn.taken(turn), connection.begin():
         if connection.dialect.name == "postgresql":
+            driver: Any = connection.connection.driver_connection
             driver.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_TURN,))
-        return [_run_in_savepoint(connection, driver, run) for run in runs]
+        return _run_batch(connection, runs)
 
 
 class _SqliteTurn:
@@ -345,7 +351,6 @@ class _Writer:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._postgresql = engine.dialect.name == "postgresql"
         self._turn = _SqliteTurn.of(engine)
         self._queue = threading.Lock()
         self._waiting: deque[_Job[Any]] = deque()
@@ -474,9 +479,8 @@ class _LoopWriter:
             await in_thread(turn.wait_until_free)
         try:
             connection = self._connection.get()
-            driver: Any = connection.connection.driver_connection
             transaction = connection.begin()
-            outcomes = [_run_in_savepoint(connection, driver, run) for run in runs]
+            outcomes = _run_batch(connection, runs)
         except BaseException:
             if turn is not None:
                 turn.give()
