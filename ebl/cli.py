@@ -16,8 +16,7 @@ EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from ebl import server
     from ebl.config import Settings
     from ebl.logs import log_config
 
@@ -25,19 +24,15 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["EBL_PLATFORM"] = args.platform
     if args.peer:
         os.environ["EBL_PEERS"] = json.dumps(dict(args.peer))
-    # The web adapter is loaded by name: the domain library never imports it.
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+    return server.serve(
+        args.host,
+        args.port,
+        args.workers,
         log_config=log_config(),
         access_log=False,
         # On SIGTERM or Ctrl-C: stop accepting, let the requests in flight finish (up to this long), then exit.
         timeout_graceful_shutdown=Settings().shutdown_grace_seconds,
     )
-    return 0
 
 
 def _peer(value: str) -> tuple[str, str]:

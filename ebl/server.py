@@ -1,0 +1,111 @@
+"""Serving the app with uvicorn: one process, or several on one port, each listening on a socket of its own.
+
+uvicorn's own workers share one listening socket, and it served us badly on two counts (docs/BENCHMARKS.md):
+
+- whichever worker wakes first accepts every connection waiting (asyncio accepts up to the backlog at each wake-up),
+  and clients that keep their connections open (wrk's 32, a bank's connection pool) stay with it: under load one of
+  two workers did three quarters of the work (23.3 against 7.4 s of CPU);
+- the socket did not say it was TCP, so asyncio left Nagle's algorithm on for its connections, and every answer on a
+  kept-alive connection waited ~40 ms for the client's delayed ACK: 32 clients got ~730 answers a second whatever
+  the server did.
+
+Here each worker binds a TCP socket of its own with ``SO_REUSEPORT``, and the kernel spreads new connections over
+the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+from multiprocessing.connection import wait
+from typing import Any
+
+import uvicorn
+
+logger = logging.getLogger("ebl.server")
+
+# The web adapter is loaded by name: the domain library never imports it.
+APP = "api.app:create_app"
+
+
+def serve(host: str, port: int, workers: int, **options: Any) -> int:
+    """Serve until SIGTERM or Ctrl-C; the exit status. ``options`` are :class:`uvicorn.Config`'s."""
+    if workers == 1:
+        uvicorn.run(APP, factory=True, host=host, port=port, **options)
+        return 0
+    return _supervise(uvicorn.Config(APP, factory=True, host=host, port=port, workers=workers, **options), workers)
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    # IPPROTO_TCP named, not left to the default: asyncio turns Nagle's algorithm off only on sockets that say so.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _prepare() -> None:
+    from ebl.config import Settings
+    from ebl.service import Node
+
+    Node.open(Settings()).close()
+
+
+def _worker(config: uvicorn.Config) -> None:
+    config.configure_logging()
+    sock = _bound_socket(config.host, config.port)
+    # Listening before the app has started: connections made meanwhile wait in this worker's queue, where they would
+    # otherwise all go to the workers already up, and stay there for as long as their clients keep them open.
+    sock.listen(config.backlog)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _supervise(config: uvicorn.Config, workers: int) -> int:
+    """Start ``workers`` processes and wait. SIGTERM or SIGINT stops them gracefully (each finishes the requests it
+    has in flight); a worker that exits on its own stops the others too, and the node exits with status 1 for its
+    service manager to restart it whole."""
+    # Bound, never listening: the port is checked before any worker starts, and this socket takes no connections.
+    try:
+        probe = _bound_socket(config.host, config.port)
+    except OSError as error:
+        logger.error("cannot listen on %s:%s: %s", config.host, config.port, error.strerror)
+        return 1
+    spawn = multiprocessing.get_context("spawn")
+    # One process migrates the database, seeds it and makes the keys before the workers open it: workers that did
+    # it together on a new SQLite file collided ("database is locked" while one set its journal mode).
+    preparing = spawn.Process(target=_prepare, name="ebl-prepare")
+    preparing.start()
+    preparing.join()
+    if preparing.exitcode != 0:
+        probe.close()
+        logger.error("preparing the database and the keys failed (above); no worker started")
+        return 1
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    processes = [spawn.Process(target=_worker, args=(config,), name=f"ebl-worker-{n}") for n in range(workers)]
+    with probe:
+        for process in processes:
+            process.start()
+        logger.info("serving on %s:%s with %d worker processes", config.host, config.port, workers)
+        # Woken by a worker's exit, or every half second to see whether a signal asked the node to stop.
+        while not stopping.is_set() and not wait([p.sentinel for p in processes], timeout=0.5):
+            pass
+        failed = not stopping.is_set()
+        if failed:
+            logger.error("a worker process exited; stopping the others")
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join()
+    return 1 if failed else 0
