@@ -149,21 +149,30 @@ def _act_body(folder: Path, name: str, action: str, recipient: dict[str, Any]) -
     return path
 
 
-def _held(url: str, api_key: str, tag: str, possessor: str) -> list[str]:
-    """The references of this run's eBLs (``tag``) that ``possessor`` holds now, in issuance order."""
-    references: list[str] = []
-    cursor = None
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=120) as client:
-        while True:
-            page = client.get("/v1/ebls", params={"limit": 100, **({"cursor": cursor} if cursor else {})}).json()
-            references += [
-                item["transportDocumentReference"]
-                for item in page["items"]
-                if item["transportDocumentReference"].startswith(tag) and item["possessor"]["partyName"] == possessor
-            ]
-            cursor = page.get("nextCursor")
-            if not cursor:
-                return references
+class Listing:
+    """Where to start listing a holder's eBLs: at the first page that held an eBL of this run (``GET /v1/ebls`` lists
+    in the order of issuance, and every run's eBLs are issued after the previous run's), so that listing a run does
+    not page through every eBL of the runs before it again."""
+
+    def __init__(self) -> None:
+        self.start: str | None = None
+
+    def held(self, url: str, api_key: str, tag: str, possessor: str) -> list[str]:
+        """The references of this run's eBLs (``tag``) that ``possessor`` holds now, in issuance order."""
+        references: list[str] = []
+        cursor, found = self.start, False
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=120) as client:
+            while True:
+                page = client.get("/v1/ebls", params={"limit": 100, **({"cursor": cursor} if cursor else {})}).json()
+                tagged = [item for item in page["items"] if item["transportDocumentReference"].startswith(tag)]
+                if tagged and not found:
+                    self.start, found = cursor, True
+                references += [
+                    item["transportDocumentReference"] for item in tagged if item["possessor"]["partyName"] == possessor
+                ]
+                cursor = page.get("nextCursor")
+                if not cursor:
+                    return references
 
 
 def _write(path: Path, references: list[str]) -> None:
@@ -192,7 +201,9 @@ def _drop_postgres_database(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
-def _round(server: Server, folder: Path, parties: dict[str, Any], prefix: str, load: dict[str, int]) -> list[Result]:
+def _round(
+    server: Server, folder: Path, parties: dict[str, Any], prefix: str, load: dict[str, int], listing: Listing
+) -> list[Result]:
     """One round: GET /v1/parties, issuance, transfers, endorsements; every eBL of the round carries ``prefix``."""
     key = {name: party["apiKey"] for name, party in parties.items()}
     issue_env = {
@@ -216,13 +227,13 @@ def _round(server: Server, folder: Path, parties: dict[str, Any], prefix: str, l
     # Every transfer and endorsement needs an eBL of its own, and they may run faster than issuance: issue more
     # first (not measured), so that the measured runs never run out.
     _top_up(server.url, "issue.lua", issue_env | {"EBL_BENCH_TAG": prefix + "T"}, results[-1], load, factor=3)
-    _write(folder / "transfer.txt", _held(server.url, key[SHIPPER], prefix, SHIPPER))
+    _write(folder / "transfer.txt", listing.held(server.url, key[SHIPPER], prefix, SHIPPER))
     results.append(wrk("transfer (shipper to bank)", server.url, "act.lua", transfer_env, **load))
-    endorsable = _held(server.url, key[SHIPPER], prefix, CQ_BANK)
+    endorsable = listing.held(server.url, key[SHIPPER], prefix, CQ_BANK)
     if len(endorsable) < 2 * results[-1].requests:
-        _write(folder / "transfer.txt", _held(server.url, key[SHIPPER], prefix, SHIPPER))
+        _write(folder / "transfer.txt", listing.held(server.url, key[SHIPPER], prefix, SHIPPER))
         _top_up(server.url, "act.lua", transfer_env, results[-1], load, factor=2)
-        endorsable = _held(server.url, key[SHIPPER], prefix, CQ_BANK)
+        endorsable = listing.held(server.url, key[SHIPPER], prefix, CQ_BANK)
     _write(folder / "endorse.txt", endorsable)
     results.append(wrk("endorse (bank to order of bank)", server.url, "act.lua", endorse_env, **load))
     return results
@@ -260,9 +271,9 @@ def main() -> None:
     rounds = []
     try:
         parties = {p["partyName"]: p for p in httpx.get(f"{server.url}/sandbox/parties").json()}
-        stamp = int(time.time()) % 1000
+        stamp, listing = int(time.time()) % 1000, Listing()
         for number in range(args.rounds):
-            rounds.append(_round(server, folder, parties, f"R{number}{stamp:03d}", load))
+            rounds.append(_round(server, folder, parties, f"R{number}{stamp:03d}", load, listing))
         rss = server.rss_mb()
     finally:
         server.stop()

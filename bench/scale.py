@@ -41,10 +41,10 @@ from load import (
     CQ_BANK,
     SAMPLE,
     SHIPPER,
+    Listing,
     Result,
     Server,
     _drop_postgres_database,
-    _held,
     _issue_body,
     _postgres_database,
     wrk,
@@ -189,7 +189,7 @@ def _reads(server: Server, folder: Path, name: str, references: list[str], shipp
     """A file of references to read: a sample of the loaded eBLs, or those the shipper was just issued."""
     sample = random.sample(references, min(len(references), 10_000)) if references else []
     if not sample:
-        sample = _held(server.url, shipper["apiKey"], "N", shipper["partyName"])
+        sample = Listing().held(server.url, shipper["apiKey"], "N", shipper["partyName"])
     refs = folder / f"{name}-refs.txt"
     refs.write_text("".join(f"{r}\n" for r in sample), encoding="utf-8")
     return refs

@@ -25,8 +25,9 @@ def free_port() -> int:
 class NodeProcess:
     """``ebl serve`` on ``database_url`` with its keys in ``folder``; its output goes to ``folder/serve-N.log``."""
 
-    def __init__(self, folder: Path, database_url: str, **settings: str) -> None:
+    def __init__(self, folder: Path, database_url: str, *, workers: int = 1, **settings: str) -> None:
         self.folder = folder
+        self.workers = workers
         self.env = {
             **os.environ,
             "EBL_DATABASE_URL": database_url,
@@ -45,7 +46,10 @@ class NodeProcess:
         log_path = self.folder / f"serve-{self._starts}.log"
         with log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                [str(BIN / "ebl"), "serve", "--port", str(self.port)], env=self.env, stdout=log, stderr=log
+                [str(BIN / "ebl"), "serve", "--port", str(self.port), "--workers", str(self.workers)],
+                env=self.env,
+                stdout=log,
+                stderr=log,
             )
         # Readiness: poll /health until the node answers (bounded), instead of guessing a start-up time.
         deadline = time.monotonic() + 60
@@ -71,6 +75,11 @@ class NodeProcess:
             return None
         self._process.terminate()
         return self._process.wait(timeout=60)
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     @property
     def log(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -89,6 +90,7 @@ def test_each_request_is_one_json_log_line_with_its_id_and_no_secret(
         "time": None,
         "level": "INFO",
         "logger": "ebl.access",
+        "process": os.getpid(),
         "message": "request",
         "request_id": "issue-1",
         "method": "POST",

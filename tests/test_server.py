@@ -1,0 +1,92 @@
+"""``ebl serve --workers N``: N processes on one port, each with a TCP socket of its own (ebl.server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from ebl import server
+from tests.conftest import DATABASES
+from tests.nodeproc import BIN, NodeProcess, free_port
+
+
+def test_connections_a_worker_accepts_have_nagles_algorithm_off() -> None:
+    # With it on, an answer written in two parts (head, then body) waits for the client's delayed ACK (~40 ms).
+    async def accepted_nodelay() -> int:
+        options: list[int] = []
+
+        def connected(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            options.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        sock = server._bound_socket("127.0.0.1", 0)
+        listening = await asyncio.start_server(connected, sock=sock)
+        _reader, writer = await asyncio.open_connection(*sock.getsockname())
+        await _reader.read()
+        writer.close()
+        listening.close()
+        await listening.wait_closed()
+        return options[0]
+
+    assert asyncio.run(accepted_nodelay()) != 0
+
+
+def _request_on_a_new_connection(url: str) -> str:
+    """Its request id: the access log line of the request names the process that answered it."""
+    request_id = uuid.uuid4().hex
+    with httpx.Client() as client:  # a new connection: the kernel picks the worker
+        assert client.get(f"{url}/health", headers={"X-Request-ID": request_id}).status_code == 200
+    return request_id
+
+
+def _access_log_processes(log: str, request_ids: set[str]) -> set[int]:
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return {line["process"] for line in lines if line.get("request_id") in request_ids}
+
+
+def test_every_worker_answers_and_sigterm_stops_them_all(tmp_path: Path) -> None:
+    # A new database: the workers must not race to create it.
+    node = NodeProcess(tmp_path, DATABASES.url(tmp_path), workers=2)
+    node.start()
+    request_ids: set[str] = set()
+    # The kernel spreads new connections over the workers' sockets: within a few dozen, both have answered.
+    deadline = time.monotonic() + 60
+    while len(_access_log_processes(node.log, request_ids)) < 2:
+        assert time.monotonic() < deadline, "only one worker answered"
+        request_ids |= {_request_on_a_new_connection(node.url) for _ in range(8)}
+    workers = _access_log_processes(node.log, request_ids)
+    assert node.pid not in workers
+
+    assert node.stop() == 0
+    for pid in workers:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"worker {pid} outlived its node")
+
+
+def test_a_port_already_taken_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = subprocess.run(
+            [str(BIN / "ebl"), "serve", "--port", str(port), "--workers", "2"],
+            env={**os.environ, "EBL_DATABASE_URL": DATABASES.url(tmp_path), "EBL_KEYS_DIR": str(tmp_path / "keys")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Started server process" not in result.stderr
