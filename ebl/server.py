@@ -53,10 +53,11 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _prepare() -> None:
+def _prepare(config: uvicorn.Config) -> None:
     from ebl.config import Settings
     from ebl.service import Node
 
+    config.configure_logging()
     Node.open(Settings()).close()
 
 
@@ -79,33 +80,36 @@ def _supervise(config: uvicorn.Config, workers: int) -> int:
     except OSError as error:
         logger.error("cannot listen on %s:%s: %s", config.host, config.port, error.strerror)
         return 1
+    with probe:
+        return _run_workers(config, workers)
+
+
+def _run_workers(config: uvicorn.Config, workers: int) -> int:
     spawn = multiprocessing.get_context("spawn")
     # One process migrates the database, seeds it and makes the keys before the workers open it: workers that did
     # it together on a new SQLite file collided ("database is locked" while one set its journal mode).
-    preparing = spawn.Process(target=_prepare, name="ebl-prepare")
+    preparing = spawn.Process(target=_prepare, args=(config,), name="ebl-prepare")
     preparing.start()
     preparing.join()
     if preparing.exitcode != 0:
-        probe.close()
         logger.error("preparing the database and the keys failed (above); no worker started")
         return 1
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     processes = [spawn.Process(target=_worker, args=(config,), name=f"ebl-worker-{n}") for n in range(workers)]
-    with probe:
-        for process in processes:
-            process.start()
-        logger.info("serving on %s:%s with %d worker processes", config.host, config.port, workers)
-        # Woken by a worker's exit, or every half second to see whether a signal asked the node to stop.
-        while not stopping.is_set() and not wait([p.sentinel for p in processes], timeout=0.5):
-            pass
-        failed = not stopping.is_set()
-        if failed:
-            logger.error("a worker process exited; stopping the others")
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join()
+    for process in processes:
+        process.start()
+    logger.info("serving on %s:%s with %d worker processes", config.host, config.port, workers)
+    # Woken by a worker's exit, or every half second to see whether a signal asked the node to stop.
+    while not stopping.is_set() and not wait([p.sentinel for p in processes], timeout=0.5):
+        pass
+    failed = not stopping.is_set()
+    if failed:
+        logger.error("a worker process exited; stopping the others")
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join()
     return 1 if failed else 0

@@ -69,6 +69,11 @@ class NodeProcess:
         self._process.send_signal(signal.SIGKILL)
         self._process.wait(timeout=30)
 
+    def wait(self) -> int:
+        """The exit status, once the node has exited of its own accord (bounded)."""
+        assert self._process is not None
+        return self._process.wait(timeout=60)
+
     def stop(self) -> int | None:
         """SIGTERM, as a service manager stops a server; the exit status (``None`` if it was not running)."""
         if self._process is None or self._process.poll() is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -52,26 +53,45 @@ def _access_log_processes(log: str, request_ids: set[str]) -> set[int]:
     return {line["process"] for line in lines if line.get("request_id") in request_ids}
 
 
-def test_every_worker_answers_and_sigterm_stops_them_all(tmp_path: Path) -> None:
-    # A new database: the workers must not race to create it.
-    node = NodeProcess(tmp_path, DATABASES.url(tmp_path), workers=2)
-    node.start()
+def _workers_answering(node: NodeProcess) -> set[int]:
+    """The worker processes, once each has answered: the kernel spreads new connections over their sockets."""
     request_ids: set[str] = set()
-    # The kernel spreads new connections over the workers' sockets: within a few dozen, both have answered.
     deadline = time.monotonic() + 60
-    while len(_access_log_processes(node.log, request_ids)) < 2:
-        assert time.monotonic() < deadline, "only one worker answered"
+    while len(_access_log_processes(node.log, request_ids)) < node.workers:
+        assert time.monotonic() < deadline, "not every worker answered"
         request_ids |= {_request_on_a_new_connection(node.url) for _ in range(8)}
     workers = _access_log_processes(node.log, request_ids)
     assert node.pid not in workers
+    return workers
 
-    assert node.stop() == 0
-    for pid in workers:
+
+def _assert_gone(pids: set[int]) -> None:
+    for pid in pids:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             continue
         raise AssertionError(f"worker {pid} outlived its node")
+
+
+def test_every_worker_answers_and_sigterm_stops_them_all(tmp_path: Path) -> None:
+    # A new database: the workers must not race to create it.
+    node = NodeProcess(tmp_path, DATABASES.url(tmp_path), workers=2)
+    node.start()
+    workers = _workers_answering(node)
+    assert node.stop() == 0
+    _assert_gone(workers)
+
+
+def test_a_worker_that_dies_stops_the_node_with_status_1(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path, DATABASES.url(tmp_path), workers=2)
+    node.start()
+    workers = _workers_answering(node)
+    os.kill(min(workers), signal.SIGKILL)
+    # For its service manager to restart it whole, rather than serve on with one worker fewer.
+    assert node.wait() == 1
+    _assert_gone(workers)
+    assert "a worker process exited; stopping the others" in node.log
 
 
 def test_a_port_already_taken_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
