@@ -110,3 +110,18 @@ def test_a_port_already_taken_is_refused_before_any_worker_starts(tmp_path: Path
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Started server process" not in result.stderr
+
+
+def test_a_database_that_cannot_be_prepared_starts_no_worker(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(BIN / "ebl"), "serve", "--port", str(free_port()), "--workers", "2"],
+        env={**os.environ, "EBL_DATABASE_URL": "mysql://nobody@127.0.0.1/ebl", "EBL_KEYS_DIR": str(tmp_path / "keys")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "unsupported database 'mysql'" in result.stderr
+    assert "preparing the database and the keys failed" in result.stderr
+    assert "Started server process" not in result.stderr
