@@ -194,3 +194,15 @@ def test_event_loops_and_threads_write_in_turns(engine: Engine) -> None:
     assert _names(engine) == set(written)
     assert len(written) == 90
     database.close()
+
+
+def test_postgresql_reads_keep_their_prepared_statements(engine: Engine) -> None:
+    # A read in a transaction ended with ROLLBACK, and psycopg forgets its prepared statements at every ROLLBACK:
+    # each read's statements were parsed and planned anew. Reads run in autocommit instead.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("prepared statements of psycopg: PostgreSQL only")
+    for _ in range(6):  # psycopg prepares a statement the fifth time a connection runs it
+        with db.read_session(engine) as session:
+            _sql(session, "SELECT name FROM probe WHERE name = ?", "x").fetchall()
+            prepared = _sql(session, "SELECT statement FROM pg_prepared_statements").fetchall()
+    assert any("FROM probe WHERE name" in statement for (statement,) in prepared)

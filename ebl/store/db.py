@@ -154,7 +154,15 @@ def schema_revision(engine: Engine) -> tuple[str | None, str]:
 
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for reading.
+
+    On PostgreSQL its statements run outside a transaction (autocommit). Under READ COMMITTED each statement sees a
+    snapshot of its own either way, and a transaction cost every read a ``BEGIN`` and a ``ROLLBACK`` — and psycopg
+    forgets its prepared statements at every ``ROLLBACK``, so each read's statements were parsed and planned anew.
+    """
     with Session(engine, expire_on_commit=False) as session:
+        if engine.dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
 
 
