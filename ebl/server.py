@@ -36,7 +36,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> int:
     if workers == 1:
         uvicorn.run(APP, factory=True, host=host, port=port, **options)
         return 0
-    return _supervise(uvicorn.Config(APP, factory=True, host=host, port=port, workers=workers, **options), workers)
+    return _supervise(uvicorn.Config(APP, factory=True, host=host, port=port, workers=workers, **options))
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
@@ -70,10 +70,10 @@ def _worker(config: uvicorn.Config) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _supervise(config: uvicorn.Config, workers: int) -> int:
-    """Start ``workers`` processes and wait. SIGTERM or SIGINT stops them gracefully (each finishes the requests it
-    has in flight); a worker that exits on its own stops the others too, and the node exits with status 1 for its
-    service manager to restart it whole."""
+def _supervise(config: uvicorn.Config) -> int:
+    """Start ``config.workers`` processes and wait. SIGTERM or SIGINT stops them gracefully (each finishes the
+    requests it has in flight); a worker that exits on its own stops the others too, and the node exits with status 1
+    for its service manager to restart it whole."""
     # Bound, never listening: the port is checked before any worker starts, and this socket takes no connections.
     try:
         probe = _bound_socket(config.host, config.port)
@@ -81,10 +81,10 @@ def _supervise(config: uvicorn.Config, workers: int) -> int:
         logger.error("cannot listen on %s:%s: %s", config.host, config.port, error.strerror)
         return 1
     with probe:
-        return _run_workers(config, workers)
+        return _run_workers(config)
 
 
-def _run_workers(config: uvicorn.Config, workers: int) -> int:
+def _run_workers(config: uvicorn.Config) -> int:
     spawn = multiprocessing.get_context("spawn")
     # One process migrates the database, seeds it and makes the keys before the workers open it: workers that did
     # it together on a new SQLite file collided ("database is locked" while one set its journal mode).
@@ -97,10 +97,10 @@ def _run_workers(config: uvicorn.Config, workers: int) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    processes = [spawn.Process(target=_worker, args=(config,), name=f"ebl-worker-{n}") for n in range(workers)]
+    processes = [spawn.Process(target=_worker, args=(config,), name=f"ebl-worker-{n}") for n in range(config.workers)]
     for process in processes:
         process.start()
-    logger.info("serving on %s:%s with %d worker processes", config.host, config.port, workers)
+    logger.info("serving on %s:%s with %d worker processes", config.host, config.port, config.workers)
     # Woken by a worker's exit, or every half second to see whether a signal asked the node to stop.
     while not stopping.is_set() and not wait([p.sentinel for p in processes], timeout=0.5):
         pass

@@ -30,8 +30,8 @@ def test_connections_a_worker_accepts_have_nagles_algorithm_off() -> None:
 
         sock = server._bound_socket("127.0.0.1", 0)
         listening = await asyncio.start_server(connected, sock=sock)
-        _reader, writer = await asyncio.open_connection(*sock.getsockname())
-        await _reader.read()
+        reader, writer = await asyncio.open_connection(*sock.getsockname())
+        await reader.read()
         writer.close()
         listening.close()
         await listening.wait_closed()

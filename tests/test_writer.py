@@ -1,6 +1,6 @@
 """Group commit (``ebl.store.db.write``): writes that wait while another commits share the next transaction, each in
 a savepoint of its own; a caller hears of its write only once it has committed; one failing write changes nothing
-for the others. On whichever database the suite runs on.
+for the others. And reads (``ebl.store.db.read_session``). On whichever database the suite runs on.
 """
 
 from __future__ import annotations
