@@ -43,11 +43,13 @@ def _parse_int(text: str) -> int:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise MalformedJson(f"duplicate object key {key!r} (RFC 7493 §2.3)")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise MalformedJson(f"duplicate object key {key!r} (RFC 7493 §2.3)")
+            seen.add(key)
     return result
 
 

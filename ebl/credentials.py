@@ -54,17 +54,18 @@ def issue(
 def verify(compact: Any, trust: TrustStore) -> Credential:
     """Check a credential against the node keys of the platform it names; raise :class:`InvalidSignature`."""
     try:
-        payload = jws.unverified_payload(compact)
+        token = jws.parse(compact)
+        payload = token.payload()
     except BadRequest as exc:
         raise InvalidSignature(f"the key credential is unreadable: {exc.message}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("eblPlatform"), str):
         raise InvalidSignature("a key credential names the platform of its party")
     platform = payload["eblPlatform"]
-    node_key = trust.node_key(platform, jws.kid(compact))
+    node_key = trust.node_key(platform, token.kid)
     if node_key is None:
         raise InvalidSignature(f"the credential is signed by a key the trust store does not know for {platform}")
-    payload = jws.verify(compact, node_key)
-    if jws.header(compact).get("typ") != CREDENTIAL_TYPE:
+    jws.verify_bytes(token, node_key)  # the payload read above is the one this signature covers
+    if token.header.get("typ") != CREDENTIAL_TYPE:
         raise InvalidSignature(f"a key credential has typ {CREDENTIAL_TYPE}")
     try:
         key = parse_public_jwk(payload["publicJwk"])

@@ -159,6 +159,23 @@ class _Entry:
     problem: str
     """Why ``payload`` is ``None``."""
 
+    @cached_property
+    def checksum(self) -> str:
+        """What the next entry links to and what the log's leaf holds (:func:`ebl.chain.entry_checksum`)."""
+        return chain.entry_checksum(self.compact)
+
+    @cached_property
+    def actor(self) -> dict[str, Any]:
+        """The transaction's actor as JSON (only for a readable entry)."""
+        assert self.payload is not None
+        return self.payload.transaction.actor.to_json()
+
+    @cached_property
+    def recipient(self) -> dict[str, Any] | None:
+        assert self.payload is not None
+        recipient = self.payload.transaction.recipient
+        return recipient.to_json() if recipient is not None else None
+
 
 def _read_entry(index: int, compact: str) -> _Entry:
     try:
@@ -181,6 +198,8 @@ class _Context:
         self.trust = trust
         self.witnesses = witnesses
         self.entries = tuple(_read_entry(i, compact) for i, compact in enumerate(bundle.entries))
+        self.verified_manifests: dict[str, IssuanceManifest] = {}
+        """The issuance manifest by the kid of each key it verified with (checks 2 and 5 both need it)."""
 
     @property
     def document(self) -> dict[str, Any]:
@@ -280,14 +299,18 @@ def _unverified_manifest(ctx: _Context) -> IssuanceManifest:
 
 
 def _verified_manifest(ctx: _Context, key: PublicKey) -> IssuanceManifest:
+    if key.kid in ctx.verified_manifests:
+        return ctx.verified_manifests[key.kid]
     try:
-        return IssuanceManifest.model_validate(jws.verify(ctx.manifest_jws(), key))
+        manifest = IssuanceManifest.model_validate(jws.verify(ctx.manifest_jws(), key))
     except EblError as exc:
         raise _CheckFailed(f"entry 0's issuance manifest does not verify: {exc.message}", entry=0) from None
     except ValidationError as exc:
         raise _CheckFailed(
             f"entry 0's issuance manifest is not an IssuanceManifest ({_validation_detail(exc)})", entry=0
         ) from None
+    ctx.verified_manifests[key.kid] = manifest
+    return manifest
 
 
 def _document_reference(ctx: _Context) -> str:
@@ -457,7 +480,7 @@ def _check_chain_links(ctx: _Context) -> str:
             if payload.previousEntryChecksum is not None:
                 raise _CheckFailed("entry 0 has a previousEntryChecksum: the first entry has none", entry=0)
         else:
-            link = chain.entry_checksum(previous.compact)
+            link = previous.checksum
             if payload.previousEntryChecksum != link:
                 raise _CheckFailed(
                     f"entry {entry.index}: previousEntryChecksum {payload.previousEntryChecksum} is not the checksum "
@@ -473,7 +496,7 @@ def _check_chain_links(ctx: _Context) -> str:
             f"the head vouches for {head.length} entries but the bundle has {length}: {change}",
             entry=min(head.length, length),
         )
-    last = chain.entry_checksum(ctx.entries[-1].compact)
+    last = ctx.entries[-1].checksum
     if head.lastEntryChecksum != last:
         raise _CheckFailed(
             f"the head's lastEntryChecksum {head.lastEntryChecksum} is not the checksum of entry {length - 1} ({last})",
@@ -504,7 +527,7 @@ def _check_signatures(ctx: _Context) -> str:
         except EblError as exc:
             raise _CheckFailed(f"{what}: {exc.message}", entry=entry.index) from None
         payload = ctx.payload(entry)
-        actor = payload.transaction.actor.to_json()
+        actor = entry.actor
         if not any(
             credential.party["eblPlatform"] == payload.eblPlatform and same_party(credential.party, actor)
             for credential in found
@@ -644,7 +667,7 @@ def _check_ledger_inclusion(ctx: _Context) -> str:
             logs[key] = (_trusted_checkpoint(ctx, proof.checkpoint_note, platform, sequence), [])
         checkpoint, proven = logs[key]
         try:
-            leaf = merkle.entry_leaf_hash(chain.entry_checksum(entry.compact))
+            leaf = merkle.entry_leaf_hash(entry.checksum)
             merkle.verify_inclusion(leaf, proof.index, checkpoint.size, proof.hashes, checkpoint.root)
         except merkle.ProofError as exc:
             raise _CheckFailed(f"entry {sequence} is not proven in the log: {exc}", entry=sequence) from None
@@ -740,8 +763,8 @@ def _history(ctx: _Context) -> list[HistoryItem]:
         HistoryItem.model_construct(
             sequence=entry.payload.sequence,
             actionCode=entry.payload.transaction.actionCode,
-            actor=entry.payload.transaction.actor.to_json(),
-            recipient=entry.payload.transaction.recipient.to_json() if entry.payload.transaction.recipient else None,
+            actor=entry.actor,
+            recipient=entry.recipient,
             actionDateTime=entry.payload.transaction.actionDateTime,
             eblPlatform=entry.payload.eblPlatform,
         )
