@@ -73,17 +73,20 @@ def _check_unicode(value: Any) -> None:
             stack.extend(item)
 
 
+# One decoder for every call, as json.loads keeps one for its defaults: making one costs more than decoding an entry.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_keys,
+    parse_constant=_refuse_constant,
+    parse_float=_parse_float,
+    parse_int=_parse_int,
+)
+
+
 def loads(data: bytes | str) -> Any:
     """Parse JSON text, refusing anything that is not I-JSON with :class:`MalformedJson`."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        value = json.loads(
-            text,
-            object_pairs_hook=_unique_keys,
-            parse_constant=_refuse_constant,
-            parse_float=_parse_float,
-            parse_int=_parse_int,
-        )
+        value = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise MalformedJson("the body is not UTF-8") from None
     except json.JSONDecodeError as exc:

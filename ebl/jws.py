@@ -17,8 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 from joserfc import jws
-from joserfc.jwa import JWSAlgModel
 from joserfc.errors import JoseError
+from joserfc.jwa import JWSAlgModel
 from joserfc.util import urlsafe_b64decode
 
 from ebl import canonical

@@ -9,6 +9,7 @@ is carried as it is.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -51,7 +52,7 @@ class RepresentedParty(BaseModel):
 class PartyRef(BaseModel):
     """DCSA ``ActorParty`` / ``RecipientParty``: who acts or receives in a transaction."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     partyName: Annotated[_DcsaString, Field(max_length=70)]
     eblPlatform: Annotated[_DcsaString, Field(max_length=4, description=PLATFORM_NOTE)]
@@ -60,6 +61,12 @@ class PartyRef(BaseModel):
     representedParty: RepresentedParty | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form, made once: the same dict on every call, so read it and never change it."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> dict[str, Any]:
+        # Verifying a chain asks for each party several times (state machine, signatures, history).
         return self.model_dump(exclude_none=True)
 
 

@@ -164,18 +164,6 @@ class _Entry:
         """What the next entry links to and what the log's leaf holds (:func:`ebl.chain.entry_checksum`)."""
         return chain.entry_checksum(self.compact)
 
-    @cached_property
-    def actor(self) -> dict[str, Any]:
-        """The transaction's actor as JSON (only for a readable entry)."""
-        assert self.payload is not None
-        return self.payload.transaction.actor.to_json()
-
-    @cached_property
-    def recipient(self) -> dict[str, Any] | None:
-        assert self.payload is not None
-        recipient = self.payload.transaction.recipient
-        return recipient.to_json() if recipient is not None else None
-
 
 def _read_entry(index: int, compact: str) -> _Entry:
     try:
@@ -527,7 +515,7 @@ def _check_signatures(ctx: _Context) -> str:
         except EblError as exc:
             raise _CheckFailed(f"{what}: {exc.message}", entry=entry.index) from None
         payload = ctx.payload(entry)
-        actor = entry.actor
+        actor = payload.transaction.actor.to_json()
         if not any(
             credential.party["eblPlatform"] == payload.eblPlatform and same_party(credential.party, actor)
             for credential in found
@@ -763,8 +751,8 @@ def _history(ctx: _Context) -> list[HistoryItem]:
         HistoryItem.model_construct(
             sequence=entry.payload.sequence,
             actionCode=entry.payload.transaction.actionCode,
-            actor=entry.actor,
-            recipient=entry.recipient,
+            actor=entry.payload.transaction.actor.to_json(),
+            recipient=entry.payload.transaction.recipient.to_json() if entry.payload.transaction.recipient else None,
             actionDateTime=entry.payload.transaction.actionDateTime,
             eblPlatform=entry.payload.eblPlatform,
         )

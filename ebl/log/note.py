@@ -27,6 +27,7 @@ _COSIGNATURE_V1 = b"\x04"
 _DASH = "\u2014"
 _NAME = re.compile(r"^[^\s+]+$")
 _PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+_INDEX_LINE = re.compile(r"index (0|[1-9][0-9]*)")
 
 
 class NoteError(ValueError):
@@ -35,7 +36,7 @@ class NoteError(ValueError):
 
 def _b64decode(text: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
         raise NoteError(f"not standard base64: {text[:40]!r}") from None
 
@@ -235,7 +236,7 @@ class TlogProof:
             extra = _b64decode(lines[position].removeprefix("extra "))
             position += 1
         index_line = lines[position] if position < len(lines) else ""
-        if not re.fullmatch(r"index (0|[1-9][0-9]*)", index_line):
+        if not _INDEX_LINE.fullmatch(index_line):
             raise NoteError("a tlog-proof names the entry's index")
         hashes = [_b64decode(line) for line in lines[position + 1 :]]
         if any(len(h) != 32 for h in hashes):
