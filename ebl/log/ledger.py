@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -27,6 +28,13 @@ def default_origin(platform: str) -> str:
     return f"{platform.lower()}.ebl.example/log"
 
 
+class Appended(NamedTuple):
+    leaf_index: int
+    checkpointed_size: int | None
+    """The size of the latest checkpoint (``None`` before the first), read with the log's: whether to sign the next
+    one is the caller's policy."""
+
+
 class Ledger:
     def __init__(self, origin: str, node_key: SigningKey) -> None:
         if not isinstance(node_key.private, Ed25519PrivateKey):
@@ -38,14 +46,14 @@ class Ledger:
     def vkey(self) -> str:
         return self._signer.verifier.vkey()
 
-    def append(self, log: LogRepository, entry_checksum: str, now: datetime) -> int:
-        """Add the leaf of a chain entry; returns its index. Run it in a write (:func:`ebl.store.db.write`): one write
-        transaction at a time writes to the database, so no other can read the same size."""
-        index = log.size()
+    def append(self, log: LogRepository, entry_checksum: str, now: datetime) -> Appended:
+        """Add the leaf of a chain entry. Run it in a write (:func:`ebl.store.db.write`): one write transaction at a
+        time writes to the database, so no other can read the same size."""
+        index, checkpointed = log.sizes()
         leaf = merkle.entry_leaf_hash(entry_checksum)
         log.add_leaf(index, entry_checksum, leaf, now)
         log.add_nodes(merkle.completed_nodes(index, leaf, log.node))
-        return index
+        return Appended(index, checkpointed)
 
     def root(self, log: LogRepository, size: int) -> bytes:
         return merkle.root(size, log.node)

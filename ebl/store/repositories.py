@@ -278,9 +278,14 @@ class EblRepository(_DriverSql):
                 [value for party_id in wanted for value in (ebl_id, party_id)],
             )
 
-    def is_involved(self, ebl_id: int, party_id: str) -> bool:
-        found = self._execute("SELECT 1 FROM involvement WHERE ebl_id = ? AND party_id = ?", (ebl_id, party_id))
-        return found.fetchone() is not None
+    def latest_involving(self, reference: str, party_id: str) -> Ebl | None:
+        """The current eBL of ``reference`` if ``party_id`` is involved in it, else ``None``: one query for both."""
+        row = self._execute(
+            f"SELECT {_EBL_COLUMNS}, EXISTS (SELECT 1 FROM involvement WHERE ebl_id = ebl.id AND party_id = ?) "  # noqa: S608
+            "FROM ebl WHERE transport_document_reference = ? ORDER BY id DESC LIMIT 1",
+            (party_id, reference),
+        ).fetchone()
+        return None if row is None or not row[-1] else self._ebl(row[:-1])
 
     def count(self) -> int:
         return int(self._execute("SELECT COUNT(*) FROM ebl").fetchone()[0])
@@ -327,6 +332,14 @@ class LogRepository(_DriverSql):
         # MAX over the primary key is an index lookup; COUNT(*) would scan every leaf.
         return int(self._execute('SELECT COALESCE(MAX("index") + 1, 0) FROM log_leaf').fetchone()[0])
 
+    def sizes(self) -> tuple[int, int | None]:
+        """The log's size and the latest checkpoint's (``None`` before the first), in one query: every append needs
+        both."""
+        size, checkpointed = self._execute(
+            'SELECT COALESCE(MAX("index") + 1, 0), (SELECT MAX(size) FROM checkpoint) FROM log_leaf'
+        ).fetchone()
+        return int(size), None if checkpointed is None else int(checkpointed)
+
     def add_leaf(self, index: int, entry_checksum: str, leaf_hash: bytes, created_at: datetime) -> None:
         self._execute(
             'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) VALUES (?, ?, ?, ?)',
@@ -368,11 +381,6 @@ class LogRepository(_DriverSql):
         statement = f'SELECT level, "index", hash FROM log_node WHERE {" OR ".join(clauses)}'  # noqa: S608
         rows = self._execute(statement, parameters).fetchall()
         return {(int(level), int(index)): bytes(value) for level, index, value in rows}
-
-    def checkpointed_size(self) -> int | None:
-        """The size of the latest checkpoint, if there is one."""
-        size = self._execute("SELECT MAX(size) FROM checkpoint").fetchone()[0]
-        return None if size is None else int(size)
 
     def latest_checkpoint(self) -> CheckpointRow | None:
         return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc())).first()
