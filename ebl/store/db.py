@@ -225,9 +225,14 @@ def _commit_batch(
     """Wait for the turn to write, run ``runs`` in savepoints of one transaction, commit: all on this thread."""
     with _SqliteTurn.taken(turn), connection.begin():
         if connection.dialect.name == "postgresql":
-            driver: Any = connection.connection.driver_connection
-            driver.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_TURN,))
+            _wait_for_postgresql_turn(connection)
         return _run_batch(connection, runs)
+
+
+def _wait_for_postgresql_turn(connection: Connection) -> None:
+    """Take the advisory lock every write transaction of every process takes first; it ends with the transaction."""
+    driver: Any = connection.connection.driver_connection
+    driver.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_TURN,))
 
 
 class _SqliteTurn:
@@ -422,11 +427,13 @@ class _Writer:
 class _LoopWriter:
     """Group commit for the coroutines of one event loop: the writes that wait while a batch commits make the next.
 
-    On SQLite, whose statements are local work for the CPU, the writes run on the loop itself, in savepoints of one
-    transaction; only waiting (for the turn to write, held by a writer elsewhere, and for the commit's fsync) happens
-    on a thread. Keeping the work on the loop's thread matters: a thread that runs Python while the loop does too
-    makes both wait for the interpreter lock at every SQLite call, which cost more than the work itself
-    (docs/BENCHMARKS.md). On PostgreSQL, whose every statement waits for the network, a whole batch runs on a thread.
+    The writes run on the loop itself, in savepoints of one transaction; only waiting for the turn to write (held by a
+    writer elsewhere) and for the commit (its fsync) happens on a thread. Keeping the work on the loop's thread
+    matters: a thread that runs Python while the loop does too waits for the interpreter lock after every statement,
+    up to the interpreter's switch interval (5 ms) each time, and the turn to write is held meanwhile. On SQLite that
+    cost more than the work itself; on PostgreSQL a batch of eight transfers held the turn for ~30 ms, ten times its
+    statements' own time (docs/BENCHMARKS.md). A PostgreSQL statement blocks the loop for its round trip, a fraction of
+    a millisecond.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -456,11 +463,7 @@ class _LoopWriter:
 
     async def _commit(self, batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]) -> None:
         try:
-            if self._postgresql:
-                # Every statement waits for the network: the whole batch runs on a thread, in one hop.
-                outcomes = await in_thread(_commit_batch, self._connection.get(), None, [run for run, _ in batch])
-            else:
-                outcomes = await self._commit_on_loop([run for run, _ in batch])
+            outcomes = await self._commit_on_loop([run for run, _ in batch])
         except BaseException as failure:
             # Every write of the batch must hear of it; the next batch starts on a new connection.
             self._connection.discard()
@@ -479,7 +482,15 @@ class _LoopWriter:
                 future.set_exception(error)
 
     async def _commit_on_loop(self, runs: list[Callable[[Session], Any]]) -> list[tuple[Any, Exception | None]]:
-        """SQLite: the writes run on the loop; only the wait for the turn and the commit's fsync go to a thread."""
+        """The writes run on the loop; only the wait for the turn and the commit go to a thread."""
+        if self._postgresql:
+            connection = self._connection.get()
+            # On failure _commit discards the connection, and its transaction and lock end with it.
+            transaction = connection.begin()
+            await in_thread(_wait_for_postgresql_turn, connection)
+            outcomes = _run_batch(connection, runs)
+            await in_thread(_commit_and_give, transaction, None)
+            return outcomes
         turn = self._turn
         # Taken on the loop only when it is free at once: a turn taken on a thread would stay idle until the loop, busy
         # with other requests, came back to this batch, and another process's writer would wait for that.
@@ -516,8 +527,8 @@ class Database:
     """A node's database as its use cases see it from the event loop: ``await db.read(query)``,
     ``await db.write(job)``, each a function of a :class:`~sqlmodel.Session`.
 
-    Writes are group-committed per loop (:class:`_LoopWriter`). On SQLite reads and writes run on the loop; on
-    PostgreSQL, whose every statement waits for the network, on the loop's threads.
+    Writes are group-committed per loop (:class:`_LoopWriter`) and run on the loop. Reads run on the loop on SQLite;
+    on PostgreSQL, whose every statement waits for the network, on the loop's threads.
     """
 
     def __init__(self, engine: Engine) -> None:
