@@ -431,9 +431,9 @@ class _LoopWriter:
     writer elsewhere) and for the commit (its fsync) happens on a thread. Keeping the work on the loop's thread
     matters: a thread that runs Python while the loop does too waits for the interpreter lock after every statement,
     up to the interpreter's switch interval (5 ms) each time, and the turn to write is held meanwhile. On SQLite that
-    cost more than the work itself; on PostgreSQL a batch of eight transfers held the turn for ~30 ms, ten times its
-    statements' own time (docs/BENCHMARKS.md). A PostgreSQL statement blocks the loop for its round trip, a fraction of
-    a millisecond.
+    cost more than the work itself; on PostgreSQL a batch of eight transfers held the turn for ~30 ms, some eight
+    times what its statements took in the database (docs/BENCHMARKS.md). A PostgreSQL statement blocks the loop for
+    its round trip, a fraction of a millisecond.
     """
 
     def __init__(self, engine: Engine) -> None:
