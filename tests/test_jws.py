@@ -223,6 +223,9 @@ def test_malformed_compact_strings_are_refused(ed: keys.SigningKey, mangle: Any)
         b64(b"\xff\xfe"),
         b64(b"[" * 100_000 + b"]" * 100_000),
         "A",  # one base64url character is never a whole byte
+        b64(b'{"kid":"k"}'),  # no alg
+        # Two kids: which key a reader looks up would depend on its JSON parser.
+        b64(b'{"alg":"EdDSA","kid":"k1","kid":"k2"}'),
     ],
 )
 def test_unreadable_headers_are_refused(ed: keys.SigningKey, header_segment: str) -> None:
