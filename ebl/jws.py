@@ -53,8 +53,8 @@ class Token:
     """The payload exactly as signed."""
     signing_input: bytes
     """``header.payload`` as it came: the bytes the signature covers."""
-    signature: bytes
-    """The signature segment, still in base64url: a broken one fails verification, not reading."""
+    signature_segment: bytes
+    """The signature, still in base64url: a broken one fails verification, not reading."""
 
     @property
     def kid(self) -> str:
@@ -73,13 +73,13 @@ def parse(compact: Any) -> Token:
     # fullmatch: the pattern's "$" also matches before a trailing newline.
     if not isinstance(compact, str) or not COMPACT_PATTERN.fullmatch(compact):
         raise InvalidSignature("not a compact JWS (header.payload.signature in base64url)")
-    signing_input, _, signature = compact.encode("ascii").rpartition(b".")
+    signing_input, _, signature_segment = compact.encode("ascii").rpartition(b".")
     header_segment, _, payload_segment = signing_input.partition(b".")
     try:
         payload = urlsafe_b64decode(payload_segment)
     except ValueError:
         raise InvalidSignature("the JWS payload is not base64url") from None
-    return Token(compact, _protected_header(header_segment), payload, signing_input, signature)
+    return Token(compact, _protected_header(header_segment), payload, signing_input, signature_segment)
 
 
 @lru_cache(maxsize=1024)
@@ -131,7 +131,7 @@ def verify_bytes(compact: str | Token, key: PublicKey) -> bytes:
     try:
         registry.check_header(dict(claimed))
         algorithm.check_key(jose_key)
-        valid = algorithm.verify(token.signing_input, urlsafe_b64decode(token.signature), jose_key)
+        valid = algorithm.verify(token.signing_input, urlsafe_b64decode(token.signature_segment), jose_key)
     except (JoseError, ValueError, TypeError):
         valid = False
     if not valid:

@@ -321,6 +321,10 @@ class IdempotencyRepository:
         self._session.add(row)
 
 
+# MAX over the primary key is an index lookup; COUNT(*) would scan every leaf.
+_LOG_SIZE = 'COALESCE(MAX("index") + 1, 0)'
+
+
 class LogRepository(_DriverSql):
     """The ledger's leaves, subtree hashes and checkpoints.
 
@@ -329,14 +333,13 @@ class LogRepository(_DriverSql):
     """
 
     def size(self) -> int:
-        # MAX over the primary key is an index lookup; COUNT(*) would scan every leaf.
-        return int(self._execute('SELECT COALESCE(MAX("index") + 1, 0) FROM log_leaf').fetchone()[0])
+        return int(self._execute(f"SELECT {_LOG_SIZE} FROM log_leaf").fetchone()[0])  # noqa: S608
 
     def sizes(self) -> tuple[int, int | None]:
         """The log's size and the latest checkpoint's (``None`` before the first), in one query: every append needs
         both."""
         size, checkpointed = self._execute(
-            'SELECT COALESCE(MAX("index") + 1, 0), (SELECT MAX(size) FROM checkpoint) FROM log_leaf'
+            f"SELECT {_LOG_SIZE}, (SELECT MAX(size) FROM checkpoint) FROM log_leaf"  # noqa: S608
         ).fetchone()
         return int(size), None if checkpointed is None else int(checkpointed)
 
