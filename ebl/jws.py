@@ -8,6 +8,7 @@ signatures are deterministic to read, while verification takes the payload bytes
 
 from __future__ import annotations
 
+import binascii
 import re
 import warnings
 from collections.abc import Mapping
@@ -19,13 +20,15 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwa import JWSAlgModel
-from joserfc.util import urlsafe_b64decode
 
 from ebl import canonical
 from ebl.errors import InvalidSignature, MalformedJson
 from ebl.keys import PublicKey, SigningKey
 
 COMPACT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+_BASE64URL_TO_BASE64 = bytes.maketrans(b"-_", b"+/")
+# The last character of unpadded base64url whose unused low bits are zero, by how many "=" it lacks (RFC 4648 §3.5).
+_CLEAN_LAST = {1: b"AEIMQUYcgkosw048", 2: b"AQgw"}
 
 # joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"; DESIGN and our peers use "EdDSA" (same
 # Ed25519 signature), so the warning says nothing we can act on.
@@ -41,12 +44,14 @@ def sign(payload: Mapping[str, Any], key: SigningKey, *, typ: str | None = None)
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Token:
     """A compact JWS, read but not verified: decode it once, then ask it for its kid, its payload, and whether a key
     verifies it."""
 
     compact: str
+    header_segment: bytes
+    """The protected header as it came, in base64url."""
     header: Mapping[str, Any]
     """The protected header, unverified: use it only to find the key that must then verify the JWS."""
     payload_bytes: bytes
@@ -76,18 +81,26 @@ def parse(compact: Any) -> Token:
     signing_input, _, signature_segment = compact.encode("ascii").rpartition(b".")
     header_segment, _, payload_segment = signing_input.partition(b".")
     try:
-        payload = urlsafe_b64decode(payload_segment)
+        payload = _b64url_decode(payload_segment)
     except ValueError:
         raise InvalidSignature("the JWS payload is not base64url") from None
-    return Token(compact, _protected_header(header_segment), payload, signing_input, signature_segment)
+    return Token(compact, header_segment, _protected_header(header_segment), payload, signing_input, signature_segment)
+
+
+def _b64url_decode(segment: bytes) -> bytes:
+    """Strict unpadded base64url (RFC 7515 §2) of a segment :data:`COMPACT_PATTERN` admitted; ``ValueError`` for a
+    length no base64 has or a last character with stray low bits, so that a JWS has exactly one encoding."""
+    missing = -len(segment) % 4
+    if missing == 3 or (missing and segment[-1] not in _CLEAN_LAST[missing]):
+        raise ValueError("not canonical base64url")
+    return binascii.a2b_base64(segment.translate(_BASE64URL_TO_BASE64) + b"=" * missing, strict_mode=True)
 
 
 @lru_cache(maxsize=1024)
 def _protected_header(segment: bytes) -> Mapping[str, Any]:
     """The decoded header, read-only, remembered: a chain's entries share a handful of headers (one per signer)."""
     try:
-        # joserfc's strict base64url: no padding, no "+" or "/", no stray bits in the last character.
-        protected = canonical.loads(urlsafe_b64decode(segment))
+        protected = canonical.loads(_b64url_decode(segment))
     except (MalformedJson, ValueError):
         raise InvalidSignature("the JWS header is not base64url JSON") from None
     if not isinstance(protected, dict):
@@ -126,12 +139,12 @@ def verify_bytes(compact: str | Token, key: PublicKey) -> bytes:
         )
     if "crit" in claimed:
         raise InvalidSignature("the JWS header has critical extensions this verifier does not understand")
-    registry, algorithm = _pinned(key.alg)
+    algorithm = _pinned(key.alg)[1]
     jose_key = key.jose_key()
     try:
-        registry.check_header(dict(claimed))
+        _check_registered_fields(token.header_segment, key.alg)
         algorithm.check_key(jose_key)
-        valid = algorithm.verify(token.signing_input, urlsafe_b64decode(token.signature_segment), jose_key)
+        valid = algorithm.verify(token.signing_input, _b64url_decode(token.signature_segment), jose_key)
     except (JoseError, ValueError, TypeError):
         valid = False
     if not valid:
@@ -145,3 +158,10 @@ def _pinned(alg: str) -> tuple[jws.JWSRegistry, JWSAlgModel]:
     implementation of ``alg``, looked up once: a chain verifies a hundred signatures with the same algorithm."""
     registry = jws.JWSRegistry(algorithms=[alg])
     return registry, registry.get_alg(alg)
+
+
+@lru_cache(maxsize=1024)
+def _check_registered_fields(header_segment: bytes, alg: str) -> None:
+    """joserfc's check of the header's registered fields (raises ``JoseError``), remembered per header as
+    :func:`_protected_header` is: the entries of a chain repeat a handful of headers."""
+    _pinned(alg)[0].check_header(dict(_protected_header(header_segment)))

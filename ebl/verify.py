@@ -147,11 +147,12 @@ def _name(party: Mapping[str, Any]) -> str:
     return f"{_quote(party.get('partyName'))} on {_quote(party.get('eblPlatform'))}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     index: int
     """Its position in the bundle: the sequence it must have."""
-    compact: str
+    checksum: str
+    """What the next entry links to and what the log's leaf holds (:func:`ebl.chain.entry_checksum`)."""
     token: jws.Token | None
     """The JWS, decoded once for every check; ``None`` when it is not a compact JWS."""
     payload: EntryPayload | None
@@ -159,23 +160,19 @@ class _Entry:
     problem: str
     """Why ``payload`` is ``None``."""
 
-    @cached_property
-    def checksum(self) -> str:
-        """What the next entry links to and what the log's leaf holds (:func:`ebl.chain.entry_checksum`)."""
-        return chain.entry_checksum(self.compact)
-
 
 def _read_entry(index: int, compact: str) -> _Entry:
+    checksum = chain.entry_checksum(compact)
     try:
         token = jws.parse(compact)
     except EblError as exc:
-        return _Entry(index, compact, None, None, exc.message)
+        return _Entry(index, checksum, None, None, exc.message)
     try:
-        return _Entry(index, compact, token, EntryPayload.model_validate(token.payload()), "")
+        return _Entry(index, checksum, token, EntryPayload.model_validate(token.payload()), "")
     except EblError as exc:
-        return _Entry(index, compact, token, None, exc.message)
+        return _Entry(index, checksum, token, None, exc.message)
     except ValidationError as exc:
-        return _Entry(index, compact, token, None, f"its payload is not a chain entry ({_validation_detail(exc)})")
+        return _Entry(index, checksum, token, None, f"its payload is not a chain entry ({_validation_detail(exc)})")
 
 
 class _Context:

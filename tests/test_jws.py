@@ -214,6 +214,32 @@ def test_malformed_compact_strings_are_refused(ed: keys.SigningKey, mangle: Any)
         jws.header(token)
 
 
+_BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _with_a_stray_bit(segment: str) -> str:
+    """Another base64url spelling of the same bytes: the last character with one of its unused low bits set."""
+    assert len(segment) % 4 in (2, 3), "only a segment without a whole last quantum has unused bits"
+    return segment[:-1] + _BASE64URL[_BASE64URL.index(segment[-1]) + 1]
+
+
+def test_a_segment_spelled_with_stray_bits_is_refused(ed: keys.SigningKey) -> None:
+    # One signed byte string has one encoding: a lenient decoder would read these as the genuine JWS.
+    token = next(t for n in range(8) if len((t := jws.sign({"n": "x" * n}, ed)).split(".")[1]) % 4 in (2, 3))
+    header, payload, signature = token.split(".")
+    assert unb64(_with_a_stray_bit(payload)) == unb64(payload)
+    assert unb64(_with_a_stray_bit(signature)) == unb64(signature)
+    jws.verify(token, ed.public)
+    for forged in (
+        f"{header}.{_with_a_stray_bit(payload)}.{signature}",
+        f"{header}.{payload}.{_with_a_stray_bit(signature)}",
+    ):
+        with pytest.raises(InvalidSignature):
+            jws.verify(forged, ed.public)
+    with pytest.raises(InvalidSignature):
+        jws.parse(f"{header}.{_with_a_stray_bit(payload)}.{signature}")
+
+
 @pytest.mark.parametrize(
     "header_segment",
     [
