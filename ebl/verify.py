@@ -743,9 +743,8 @@ def _parse(bundle: object) -> Bundle:
 
 
 def _history(ctx: _Context) -> list[HistoryItem]:
-    # Every value comes from a payload pydantic has already validated: no need to validate it again.
     return [
-        HistoryItem.model_construct(
+        HistoryItem(
             sequence=entry.payload.sequence,
             actionCode=entry.payload.transaction.actionCode,
             actor=entry.payload.transaction.actor.to_json(),
