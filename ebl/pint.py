@@ -243,20 +243,20 @@ def open_envelope(body: Any, trust: TrustStore, *, receiver: str) -> OpenedEnvel
     )
 
 
-def addressee_platform(facts: chain.DocumentFacts, transactions: Sequence[Transaction]) -> str:
-    """The platform an eBL's latest transaction must be sent to (:func:`_addressee`)."""
-    return str(_addressee(facts, transactions)["eblPlatform"])
+def addressee(action: chain.ActionCode, before: chain.EblState | None, after: chain.EblState) -> Mapping[str, Any]:
+    """The party an envelope ending with ``action`` is for, from the states before and after it: the new possessor,
+    or, for ``SACC``, the party that asked to surrender — the carrier keeps the eBL, and the requester's platform
+    learns that it is surrendered (DCSA's surrender response, carried here as a PINT hop)."""
+    if action == chain.ActionCode.SACC:
+        assert before is not None and before.surrender_requester is not None  # SACC answers a pending surrender
+        return before.surrender_requester
+    return after.possessor
 
 
 def _addressee(facts: chain.DocumentFacts, transactions: Sequence[Transaction]) -> Mapping[str, Any]:
-    """The party an envelope ending with these transactions is for: the new possessor, or, for ``SACC``, the party
-    that asked to surrender — the carrier keeps the eBL, and the requester's platform learns that it is surrendered
-    (DCSA's surrender response, carried here as a PINT hop)."""
-    if transactions[-1].actionCode == chain.ActionCode.SACC:
-        before = chain.fold(facts, transactions[:-1])
-        assert before.surrender_requester is not None
-        return before.surrender_requester
-    return chain.fold(facts, transactions).possessor
+    """:func:`addressee` of the last of ``transactions``, every one of them held to the rules (raises otherwise)."""
+    before = chain.fold(facts, transactions[:-1]) if len(transactions) > 1 else None
+    return addressee(transactions[-1].actionCode, before, chain.apply(before, facts, transactions[-1]))
 
 
 def _has_facts(document: Mapping[str, Any]) -> bool:

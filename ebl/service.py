@@ -624,7 +624,8 @@ class Node:
             raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
         document = json.loads(row.document_json)
         facts = DocumentFacts.of(document)
-        state = chain.fold(facts, _transactions(entries))
+        transactions = _transactions(entries)
+        state = chain.fold(facts, transactions)
         recipient = await self._recipient(request, state)
         signing_key = self._custodial_key(caller.id)
         tx = Transaction(
@@ -646,7 +647,7 @@ class Node:
         )
         entry = chain.sign_entry(payload, signing_key)
         lost = LostRace(f"another action on {reference} was recorded first; read it again")
-        destination = pint.addressee_platform(facts, [*_transactions(entries), tx])
+        destination = str(pint.addressee(tx.actionCode, state, new_state)["eblPlatform"])
         departs = destination != self.platform
 
         def store(session: Session) -> None:

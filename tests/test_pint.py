@@ -225,6 +225,20 @@ def test_nothing_is_accepted_after_sacc(sg: Receiver) -> None:
     assert "CHAIN_FROZEN" in answer["reason"]
 
 
+def test_a_sacc_by_anyone_but_the_carrier_is_benv(sg: Receiver) -> None:
+    # The envelope is for SGSB (the bank that asked to surrender is there), so only the rules can refuse it.
+    transactions = [
+        _tx("ISSUE", CARRIER_REF, SHIPPER_REF, 1),
+        _tx("TRANSFER", SHIPPER_REF, CQ_BANK_REF, 2),
+        _tx("ENDORSE", CQ_BANK_REF, SG_BANK_REF, 3),
+        _tx("TRANSFER", CQ_BANK_REF, SG_BANK_REF, 4),
+        _tx("SURRENDER_FOR_DELIVERY", SG_BANK_REF, CARRIER_REF, 5),
+        _tx("SACC", SHIPPER_REF, None, 6),
+    ]
+    answer = _signed(sg, sg.client.post("/v3/envelopes", json=_envelope(_document(), transactions)), 422, "BENV")
+    assert "CARRIER_ONLY" in answer["reason"]
+
+
 def test_the_conformance_tool_layout_is_accepted(sg: Receiver) -> None:
     document = _document()
     transactions = _to(SG_BANK_REF)
