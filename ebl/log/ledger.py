@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,6 +22,8 @@ from ebl.log import merkle
 from ebl.log.note import Checkpoint, Signer, TlogProof, sign_note
 from ebl.store.repositories import LogRepository
 from ebl.store.tables import CheckpointRow
+
+_T = TypeVar("_T")
 
 
 def default_origin(platform: str) -> str:
@@ -47,12 +49,11 @@ class Ledger:
         return self._signer.verifier.vkey()
 
     def append(self, log: LogRepository, entry_checksum: str, now: datetime) -> Appended:
-        """Add the leaf of a chain entry. Run it in a write (:func:`ebl.store.db.write`): one write transaction at a
-        time writes to the database, so no other can read the same size."""
-        index, checkpointed = log.sizes()
+        """Add the leaf of a chain entry, and the subtrees it completes. Run it in a write
+        (:func:`ebl.store.db.write`)."""
         leaf = merkle.entry_leaf_hash(entry_checksum)
-        log.add_leaf(index, entry_checksum, leaf, now)
-        log.add_nodes(merkle.completed_nodes(index, leaf, log.node))
+        index, checkpointed = log.append_leaf(entry_checksum, leaf, now)
+        log.add_nodes(_with_prefetched_nodes(log, lambda get: merkle.completed_nodes(index, leaf, get)))
         return Appended(index, checkpointed)
 
     def root(self, log: LogRepository, size: int) -> bytes:
@@ -97,10 +98,11 @@ class Ledger:
             raise merkle.ProofError(f"the log has {current} entries, not {size}")
 
 
-def _with_prefetched_nodes(log: LogRepository, build: Callable[[merkle.NodeGetter], list[bytes]]) -> list[bytes]:
-    """Run ``build`` twice: once to learn which subtree hashes it reads, then on those, fetched in one query.
+def _with_prefetched_nodes(log: LogRepository, build: Callable[[merkle.NodeGetter], _T]) -> _T:
+    """Run ``build`` twice: once to learn which subtree hashes it reads, then on those, fetched in one query (none
+    when it reads none).
 
-    Which hashes a proof reads depends only on the sizes and the index, never on the hash values.
+    Which hashes a proof or an append reads depends only on the sizes and the index, never on the hash values.
     """
     wanted: list[tuple[int, int]] = []
 

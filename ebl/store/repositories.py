@@ -335,19 +335,19 @@ class LogRepository(_DriverSql):
     def size(self) -> int:
         return int(self._execute(f"SELECT {_LOG_SIZE} FROM log_leaf").fetchone()[0])  # noqa: S608
 
-    def sizes(self) -> tuple[int, int | None]:
-        """The log's size and the latest checkpoint's (``None`` before the first), in one query: every append needs
-        both."""
-        size, checkpointed = self._execute(
-            f"SELECT {_LOG_SIZE}, (SELECT MAX(size) FROM checkpoint) FROM log_leaf"  # noqa: S608
-        ).fetchone()
-        return int(size), None if checkpointed is None else int(checkpointed)
+    def append_leaf(self, entry_checksum: str, leaf_hash: bytes, created_at: datetime) -> tuple[int, int | None]:
+        """Add a leaf at the end of the log: its index, and the latest checkpoint's size (``None`` before the first).
 
-    def add_leaf(self, index: int, entry_checksum: str, leaf_hash: bytes, created_at: datetime) -> None:
-        self._execute(
-            'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) VALUES (?, ?, ?, ?)',
-            (index, entry_checksum, leaf_hash, self._timestamp(created_at)),
-        )
+        One statement, as every append needs both, and each statement is a round trip made while holding the write
+        turn. Run it in a write (:func:`ebl.store.db.write`): one write transaction at a time writes, so no other can
+        take the same index (the primary key would refuse it).
+        """
+        index, checkpointed = self._execute(
+            f'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) SELECT {_LOG_SIZE}, ?, ?, ? '  # noqa: S608
+            'FROM log_leaf RETURNING "index", (SELECT MAX(size) FROM checkpoint)',
+            (entry_checksum, leaf_hash, self._timestamp(created_at)),
+        ).fetchone()
+        return int(index), None if checkpointed is None else int(checkpointed)
 
     def leaf(self, index: int) -> LogLeafRow | None:
         return self._session.get(LogLeafRow, index)
