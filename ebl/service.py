@@ -652,14 +652,14 @@ class Node:
 
         def store(session: Session) -> None:
             ebls = EblRepository(session)
-            current = ebls.latest(reference, for_update=True)
-            if current is None or current.id != row.id or current.chain_length != len(entries) or current.superseded:
+            if not ebls.advance(
+                row.id, from_length=len(entries), status=new_state.status.value, chain_length=new_state.length
+            ):
                 raise lost
             try:
                 self._record(session, row.id, payload, entry)
             except IntegrityError:
                 raise lost from None
-            ebls.set_state(row.id, status=new_state.status.value, chain_length=new_state.length)
             ebls.involve(row.id, [caller.id, *(recipient.local_ids if recipient else [])])
             if departs:
                 self.transfers.record_departure(session, row.id, payload.sequence, destination)

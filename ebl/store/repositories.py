@@ -241,6 +241,19 @@ class EblRepository(_DriverSql):
             False,
         )
 
+    def advance(self, ebl_id: int, *, from_length: int, status: str, chain_length: int) -> bool:
+        """Set an eBL's status and length if its chain is still ``from_length`` entries long and it is not superseded;
+        whether it was.
+
+        A compare-and-set: the update locks the row until the transaction ends, so conflicting actions on one eBL
+        queue up, and one that was built on a chain that has grown since finds it out here, with nothing written.
+        """
+        cursor = self._execute(
+            "UPDATE ebl SET status = ?, chain_length = ? WHERE id = ? AND chain_length = ? AND superseded = ?",
+            (status, chain_length, ebl_id, from_length, False),
+        )
+        return bool(cursor.rowcount == 1)
+
     def set_state(self, ebl_id: int, *, status: str, chain_length: int) -> None:
         self._execute("UPDATE ebl SET status = ?, chain_length = ? WHERE id = ?", (status, chain_length, ebl_id))
 
