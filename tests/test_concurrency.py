@@ -133,3 +133,33 @@ def test_the_database_refuses_a_second_entry_at_the_same_chain_position(
             ),
         )
     assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 1
+
+
+def test_an_action_built_on_a_stale_read_advances_nothing(api: Api, node: Node, sample: dict[str, Any]) -> None:
+    """Above the unique key, the eBL row's compare-and-set: a write that read another chain length, or an eBL that
+    has been superseded since, changes no row, and the action is lost before it writes anything."""
+    assert api.issue(sample).status_code == 201
+    with read_session(node.engine) as session:
+        row = EblRepository(session).latest(REF)
+    assert row is not None and row.chain_length == 1
+    outcomes: list[bool] = []
+
+    def try_to_advance(from_length: int, *, supersede_first: bool = False) -> None:
+        def job(session: Any) -> None:
+            ebls = EblRepository(session)
+            if supersede_first:
+                ebls.supersede(row.id)
+            outcomes.append(
+                ebls.advance(row.id, from_length=from_length, status="ISSUED", chain_length=from_length + 1)
+            )
+            raise LookupError("rolled back: this test writes nothing")
+
+        with pytest.raises(LookupError):
+            write(node.engine, job)
+
+    try_to_advance(0)
+    try_to_advance(1, supersede_first=True)
+    try_to_advance(1)
+    assert outcomes == [False, False, True]
+    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 1
+    assert api.act(SHIPPER, REF, "TRANSFER", CQ_BANK).status_code == 201
