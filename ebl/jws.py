@@ -49,7 +49,6 @@ class Token:
     """A compact JWS, read but not verified: decode it once, then ask it for its kid, its payload, and whether a key
     verifies it."""
 
-    compact: str
     header_segment: bytes
     """The protected header as it came, in base64url."""
     header: Mapping[str, Any]
@@ -84,7 +83,7 @@ def parse(compact: Any) -> Token:
         payload = _b64url_decode(payload_segment)
     except ValueError:
         raise InvalidSignature("the JWS payload is not base64url") from None
-    return Token(compact, header_segment, _protected_header(header_segment), payload, signing_input, signature_segment)
+    return Token(header_segment, _protected_header(header_segment), payload, signing_input, signature_segment)
 
 
 def _b64url_decode(segment: bytes) -> bytes:
@@ -139,7 +138,7 @@ def verify_bytes(compact: str | Token, key: PublicKey) -> bytes:
         )
     if "crit" in claimed:
         raise InvalidSignature("the JWS header has critical extensions this verifier does not understand")
-    algorithm = _pinned(key.alg)[1]
+    _, algorithm = _pinned(key.alg)
     jose_key = key.jose_key()
     try:
         _check_registered_fields(token.header_segment, key.alg)
@@ -164,4 +163,5 @@ def _pinned(alg: str) -> tuple[jws.JWSRegistry, JWSAlgModel]:
 def _check_registered_fields(header_segment: bytes, alg: str) -> None:
     """joserfc's check of the header's registered fields (raises ``JoseError``), remembered per header as
     :func:`_protected_header` is: the entries of a chain repeat a handful of headers."""
-    _pinned(alg)[0].check_header(dict(_protected_header(header_segment)))
+    registry, _ = _pinned(alg)
+    registry.check_header(dict(_protected_header(header_segment)))
