@@ -101,7 +101,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     return engine
 
 
-LATEST_REVISION = "0003"
+LATEST_REVISION = "0004"
 """The latest migration in ebl/store/migrations/versions (tests/test_migrations.py holds it to Alembic's head)."""
 
 # Alembic is imported only when a migration has to run: a node that starts on a database already at the latest

@@ -311,10 +311,11 @@ class EblRepository(_DriverSql):
                 (after_id, limit),
             ).fetchall()
         else:
+            # Walked in the order of the index on (party_id, ebl_id), from the cursor on.
             rows = self._execute(
-                f"SELECT {_EBL_COLUMNS} FROM ebl WHERE id > ? AND id IN "  # noqa: S608
-                "(SELECT ebl_id FROM involvement WHERE party_id = ?) ORDER BY id LIMIT ?",
-                (after_id, party_id, limit),
+                f"SELECT {_EBL_COLUMNS} FROM involvement JOIN ebl ON ebl.id = involvement.ebl_id "  # noqa: S608
+                "WHERE involvement.party_id = ? AND involvement.ebl_id > ? ORDER BY involvement.ebl_id LIMIT ?",
+                (party_id, after_id, limit),
             ).fetchall()
         return [self._ebl(row) for row in rows]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -47,10 +47,14 @@ class EblRow(SQLModel, table=True):
     """One issued transport document and a cache of its state (the chain is the truth)."""
 
     __tablename__ = "ebl"
-    __table_args__ = (UniqueConstraint("transport_document_reference", "transport_document_sub_reference"),)
+    __table_args__ = (
+        UniqueConstraint("transport_document_reference", "transport_document_sub_reference"),
+        # The latest eBL of a reference, in one index descent (migration 0004 says why).
+        Index("ix_ebl_reference_id", "transport_document_reference", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    transport_document_reference: str = Field(max_length=20, index=True)
+    transport_document_reference: str = Field(max_length=20)
     transport_document_sub_reference: str = Field(default="", max_length=100)
     document_json: str = Field(sa_column=Column(Text, nullable=False))
     document_checksum: str = Field(max_length=64)
@@ -80,6 +84,8 @@ class InvolvementRow(SQLModel, table=True):
     """Which parties of this node may see which eBL (named in the document, or actor/recipient in the chain)."""
 
     __tablename__ = "involvement"
+    # A party's eBLs in page order (GET /v1/ebls); the primary key serves an eBL's parties.
+    __table_args__ = (Index("ix_involvement_party_ebl", "party_id", "ebl_id"),)
 
     ebl_id: int = Field(foreign_key="ebl.id", primary_key=True)
     party_id: str = Field(foreign_key="party.id", primary_key=True, max_length=32)
