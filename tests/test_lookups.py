@@ -2,8 +2,8 @@
 
 A PostgreSQL database that has no statistics (new, freshly bulk-loaded, autovacuum off) once answered "the latest eBL
 of this reference" by walking the primary key backwards past every newer eBL, ~2.6 ms at 18,000 eBLs and growing
-(docs/BENCHMARKS.md). These tests run the repositories' own statements on a table of some thousands of eBLs that
-was never analysed, and read the plan.
+(docs/BENCHMARKS.md, step 13). These tests run the repositories' own statements on 20,000 eBLs that were never
+analysed, and read the plan.
 """
 
 from __future__ import annotations
