@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -257,6 +258,26 @@ def _transactions(entries: Sequence[Entry]) -> list[Transaction]:
 # -- the node -------------------------------------------------------------------------------------------------
 
 
+class _EblTally:
+    """How many eBL rows the database holds: counted in full once, then only past the highest id already counted.
+
+    Exact, because rows are never deleted and one write transaction at a time inserts them (the write turn), so no row
+    commits with an id below one already counted. A ``COUNT(*)`` at every metrics scrape read the whole table on
+    PostgreSQL: 0.3–0.7 s at 10^6 eBLs (docs/BENCHMARKS.md).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # scrapes run on threads, perhaps two at once
+        self._count = 0
+        self._highest_id = 0
+
+    def update(self, ebls: EblRepository) -> int:
+        with self._lock:
+            added, self._highest_id = ebls.count_after(self._highest_id)
+            self._count += added
+            return self._count
+
+
 class Node:
     """One platform node: its database, its keys and its use cases."""
 
@@ -288,6 +309,7 @@ class Node:
             keys.load_or_create_secret(keys_dir / f"sandbox-{self.platform}.bin") if settings.is_sandbox else None
         )
         self.transfers = Transfers(self)
+        self._ebl_tally = _EblTally()
         self.departed: Callable[[], None] = lambda: None
         """Called after an action sent an eBL to another platform: the API wakes its courier with it."""
 
@@ -970,7 +992,7 @@ class Node:
     def counts(self) -> tuple[int, int]:
         """How many eBLs this node holds, and how many leaves its log has."""
         with read_session(self.engine) as session:
-            return EblRepository(session).count(), LogRepository(session).size()
+            return self._ebl_tally.update(EblRepository(session)), LogRepository(session).size()
 
     async def health(self) -> None:
         await self.db.read(lambda session: session.exec(text("SELECT 1")))  # type: ignore[call-overload]

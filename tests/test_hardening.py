@@ -3,6 +3,7 @@ graceful shutdown that lets requests in flight finish."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -128,6 +129,13 @@ def test_metrics_count_requests_by_route_and_show_ebls_and_log_size(api: Api, sa
     assert metrics[("ebl_ebls", ())] == 1
     assert metrics[("ebl_log_size", ())] == 1
     assert metrics[("ebl_http_requests_in_flight", ())] == 1  # the scrape itself
+    # Later scrapes count only what was issued since, and count it once.
+    second = copy.deepcopy(sample)
+    second["transportDocumentReference"] = reference + "2"
+    assert api.issue(second).status_code == 201
+    assert _metrics(api.client)[("ebl_ebls", ())] == 2
+    assert _metrics(api.client)[("ebl_ebls", ())] == 2
+    assert _metrics(api.client)[("ebl_log_size", ())] == 2
 
 
 def test_a_stopping_server_finishes_the_requests_in_flight(tmp_path: Path) -> None:

@@ -300,8 +300,11 @@ class EblRepository(_DriverSql):
         ).fetchone()
         return None if row is None or not row[-1] else self._ebl(row[:-1])
 
-    def count(self) -> int:
-        return int(self._execute("SELECT COUNT(*) FROM ebl").fetchone()[0])
+    def count_after(self, after_id: int) -> tuple[int, int]:
+        """How many eBLs have an id above ``after_id``, and the highest id (``after_id`` when there is none): read
+        along the primary key from ``after_id`` on."""
+        count, highest = self._execute("SELECT COUNT(*), MAX(id) FROM ebl WHERE id > ?", (after_id,)).fetchone()
+        return int(count), after_id if highest is None else int(highest)
 
     def page(self, *, party_id: str | None, after_id: int, limit: int) -> list[Ebl]:
         """eBLs in id order after ``after_id``; only those ``party_id`` is involved in, unless it is ``None``."""
