@@ -54,6 +54,7 @@ from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
 from ebl.store.db import Database, make_engine, migrate, read_session, write
 from ebl.store.repositories import (
     Ebl,
+    EblRecord,
     EblRepository,
     Entry,
     IdempotencyRepository,
@@ -294,7 +295,11 @@ class Node:
         trust = keys.TrustStore.load(trust_path) if trust_path.exists() else keys.TrustStore({})
         self.trust = trust.with_node_key(self.platform, self.node_key.public)
         keys.write_public_file(trust_path, json.dumps(self.trust.to_json(), indent=2) + "\n")
-        self.ledger = Ledger(settings.log_origin or default_origin(self.platform), self.node_key)
+        self.ledger = Ledger(
+            settings.log_origin or default_origin(self.platform),
+            self.node_key,
+            checkpoint_every=settings.checkpoint_every_entries,
+        )
         assert isinstance(self.node_key.private, Ed25519PrivateKey), "node keys are Ed25519"
         peers = {p: self.trust.node_keys[p] for p in self.trust.node_keys if p != self.platform}
         self.witness = Witness(
@@ -616,10 +621,7 @@ class Node:
             action_code=payload.transaction.actionCode.value,
             created_at=_now(),
         )
-        log = LogRepository(session)
-        index, checkpointed = self.ledger.append(log, checksum, _now())
-        if checkpointed is None or index + 1 - checkpointed >= self.settings.checkpoint_every_entries:
-            self.ledger.sign_checkpoint(log, _now())
+        self.ledger.append(session, checksum, _now())
 
     # -- actions --
 
@@ -629,19 +631,18 @@ class Node:
         if caller.is_verifier:
             raise Forbidden("verifiers read eBLs; they do not act on them", code="VERIFIER_READ_ONLY")
 
-        def load(session: Session) -> tuple[Ebl, list[Entry]]:
-            ebls = EblRepository(session)
-            row = self._visible(ebls, caller, reference)
-            entries = ebls.entries(row.id)
-            if not self.party_chain_complete(session, row, entries):
+        def load(session: Session) -> EblRecord:
+            record = self._visible(session, caller, reference)
+            if not record.party_chain_complete:
                 raise Conflict(
                     f"{reference} came from a platform that sent no party-signed chain: it can be read here, not "
                     "acted on",
                     code="PARTY_CHAIN_MISSING",
                 )
-            return row, entries
+            return record
 
-        row, entries = await self.db.read(load)
+        record = await self.db.read(load)
+        row, entries = record.ebl, record.entries
         if row.superseded:
             raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
         document = json.loads(row.document_json)
@@ -703,12 +704,12 @@ class Node:
 
     # -- reading --
 
-    def _visible(self, ebls: EblRepository, caller: Caller, reference: str) -> Ebl:
-        row = ebls.latest(reference) if caller.is_verifier else ebls.latest_involving(reference, caller.id)
+    def _visible(self, session: Session, caller: Caller, reference: str) -> EblRecord:
+        record = EblRepository(session).read(reference, party_id=None if caller.is_verifier else caller.id)
         # 404 whether it does not exist or the caller may not see it: existence is not revealed.
-        if row is None:
+        if record is None:
             raise NotFound(f"no eBL {reference} that you may see")
-        return row
+        return record
 
     def _view(self, row: Ebl, state: EblState, document: dict[str, Any]) -> EblView:
         return EblView(
@@ -723,15 +724,10 @@ class Node:
             chainLength=state.length,
         )
 
-    def _load(self, session: Session, caller: Caller, reference: str) -> tuple[Ebl, list[Entry]]:
-        ebls = EblRepository(session)
-        row = self._visible(ebls, caller, reference)
-        return row, ebls.entries(row.id)
-
     async def get(self, caller: Caller, reference: str) -> EblView:
         def load(session: Session) -> tuple[Ebl, list[Transaction]]:
-            row = self._visible(EblRepository(session), caller, reference)
-            return row, self.history(session, row)
+            record = self._visible(session, caller, reference)
+            return record.ebl, self.history(session, record)
 
         row, history = await self.db.read(load)
         document = json.loads(row.document_json)
@@ -741,24 +737,17 @@ class Node:
         """The eBL's transfers to other platforms, with the receivers' signed answers."""
 
         def read(session: Session) -> list[dict[str, Any]]:
-            row = self._visible(EblRepository(session), caller, reference)
-            return self.transfers.status(session, row.id)
+            return self.transfers.status(session, self._visible(session, caller, reference).ebl.id)
 
         return await self.db.read(read)
 
-    def history(self, session: Session, row: Ebl) -> list[Transaction]:
+    @staticmethod
+    def history(session: Session, record: EblRecord) -> list[Transaction]:
         """Every transaction of the eBL: from its party-signed entries, or, for an eBL that came from a platform
         that sent no party-signed chain, from the platform-signed transfer chain."""
-        entries = EblRepository(session).entries(row.id)
-        if self.party_chain_complete(session, row, entries):
-            return _transactions(entries)
-        return pint.transactions_of([hop.jws for hop in TransferRepository(session).chain(row.id)])
-
-    @staticmethod
-    def party_chain_complete(session: Session, row: Ebl, entries: Sequence[Entry]) -> bool:
-        """Whether ``entries`` (the eBL's party-signed entries) cover every hop of its platform transfer chain."""
-        last_hop = TransferRepository(session).last_hop_sequence(row.id)
-        return last_hop is None or last_hop < len(entries)
+        if record.party_chain_complete:
+            return _transactions(record.entries)
+        return pint.transactions_of([hop.jws for hop in TransferRepository(session).chain(record.ebl.id)])
 
     @staticmethod
     def named_codes(document: Mapping[str, Any]) -> set[tuple[str, str]]:
@@ -770,8 +759,8 @@ class Node:
 
         def read(session: Session) -> tuple[list[Ebl], list[list[Transaction]]]:
             ebls = EblRepository(session)
-            rows = ebls.page(party_id=None if caller.is_verifier else caller.id, after_id=after_id, limit=limit + 1)
-            return rows, [self.history(session, row) for row in rows[:limit]]
+            records = ebls.page(party_id=None if caller.is_verifier else caller.id, after_id=after_id, limit=limit + 1)
+            return [r.ebl for r in records], [self.history(session, record) for record in records[:limit]]
 
         rows, histories = await self.db.read(read)
         items = []
@@ -783,21 +772,21 @@ class Node:
         return EblPage(items=items, nextCursor=next_cursor)
 
     async def chain_entries(self, caller: Caller, reference: str) -> list[str]:
-        _, entries = await self.db.read(lambda session: self._load(session, caller, reference))
-        return [e.jws for e in entries]
+        record = await self.db.read(lambda session: self._visible(session, caller, reference))
+        return [e.jws for e in record.entries]
 
     async def bundle(self, caller: Caller, reference: str) -> dict[str, Any]:
         """Everything a verifier needs offline: document, chain, key credentials, a node-signed head, and for every
         entry an inclusion proof (C2SP tlog-proof) in the log of the node that recorded it."""
 
         def load(session: Session) -> tuple[Ebl, list[Entry]]:
-            row, entries = self._load(session, caller, reference)
-            if not self.party_chain_complete(session, row, entries):
+            record = self._visible(session, caller, reference)
+            if not record.party_chain_complete:
                 raise Conflict(
                     f"{reference} came from a platform that sent no party-signed chain: there is no bundle to export",
                     code="PARTY_CHAIN_MISSING",
                 )
-            return row, entries
+            return record.ebl, record.entries
 
         row, entries = await self.db.read(load)
         # The entries read are in the log already: a checkpoint signed now covers them all.
@@ -852,7 +841,8 @@ class Node:
         """DCSA Endorsement Chain 3.0.3: SACC shows as SURRENDERED to the "NONE" party, SREJ as a TRANSFER back."""
         if Role.CARRIER not in caller.roles:
             raise Forbidden("the endorsement chain is served to carriers", code="CARRIER_ONLY")
-        row, entries = await self.db.read(lambda session: self._load(session, caller, reference))
+        record = await self.db.read(lambda session: self._visible(session, caller, reference))
+        row, entries = record.ebl, record.entries
         links = []
         for entry in entries:
             tx = EntryPayload.model_validate(jws.unverified_payload(entry.jws)).transaction

@@ -267,10 +267,13 @@ class Transfers:
                 )
             raise pint.Refusal("DISE", "this platform holds transfers of this eBL that the envelope lacks")
         document = json.loads(row.document_json)
-        state = chain.fold(DocumentFacts.of(document), self._node.history(session, row))
+        record = ebls.record(row.id)
+        assert record is not None
+        history = self._node.history(session, record)
+        state = chain.fold(DocumentFacts.of(document), history)
         if state.platform == self._node.platform:
             raise pint.Refusal("DISE", "the eBL is held on this platform: the envelope would make a second possessor")
-        held_transactions = [_tx_json(tx) for tx in self._node.history(session, row)]
+        held_transactions = [_tx_json(tx) for tx in history]
         if held_transactions != [_tx_json(tx) for tx in opened.transactions[: len(held_transactions)]]:
             raise pint.Refusal("DISE", "the envelope's transactions contradict the chain this platform holds")
         return None
@@ -465,10 +468,10 @@ class Transfers:
             assert row is not None
             if row.envelope is not None:
                 return
-            ebl = ebls.by_id(row.ebl_id)
-            assert ebl is not None
-            all_entries = ebls.entries(ebl.id)
-            entries = all_entries[: row.sequence + 1]
+            record = ebls.record(row.ebl_id)
+            assert record is not None
+            ebl = record.ebl
+            entries = record.entries[: row.sequence + 1]
             hops = list(transfers.chain(ebl.id))
             first = hops[-1].last_sequence + 1 if hops else 0
             payloads = [EntryPayload.model_validate(jws.unverified_payload(e.jws)) for e in entries]
@@ -492,7 +495,7 @@ class Transfers:
                 )
             )
             document = json.loads(ebl.document_json)
-            complete = node.party_chain_complete(session, ebl, all_entries)
+            complete = record.party_chain_complete
             checkpoint = node.ledger.sign_checkpoint(LogRepository(session), _now())
             bundle = node.export(session, ebl, entries, checkpoint) if complete else None
             envelope = pint.build_envelope(

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import Session
 
 from ebl.keys import SigningKey
 from ebl.log import merkle
 from ebl.log.note import Checkpoint, Signer, TlogProof, sign_note
+from ebl.store.db import at_end
 from ebl.store.repositories import LogRepository
 from ebl.store.tables import CheckpointRow
 
@@ -30,34 +32,44 @@ def default_origin(platform: str) -> str:
     return f"{platform.lower()}.ebl.example/log"
 
 
-class Appended(NamedTuple):
-    leaf_index: int
-    checkpointed_size: int | None
-    """The size of the latest checkpoint (``None`` before the first), read with the log's: whether to sign the next
-    one is the caller's policy."""
-
-
 class Ledger:
-    def __init__(self, origin: str, node_key: SigningKey) -> None:
+    def __init__(self, origin: str, node_key: SigningKey, *, checkpoint_every: int) -> None:
         if not isinstance(node_key.private, Ed25519PrivateKey):
             raise TypeError("the log signs checkpoints with the node's Ed25519 key")
         self.origin = origin
         self._signer = Signer(origin, node_key.private)
+        self._checkpoint_every = checkpoint_every
 
     @property
     def vkey(self) -> str:
         return self._signer.verifier.vkey()
 
-    def append(self, log: LogRepository, entry_checksum: str, now: datetime) -> Appended:
-        """Add the leaf of a chain entry, and the subtrees it completes. Run it in a write
-        (:func:`ebl.store.db.write`)."""
-        leaf = merkle.entry_leaf_hash(entry_checksum)
-        index, checkpointed = log.append_leaf(entry_checksum, leaf, now)
-        log.add_nodes(_with_prefetched_nodes(log, lambda get: merkle.completed_nodes(index, leaf, get)))
-        return Appended(index, checkpointed)
+    def append(self, session: Session, entry_checksum: str, now: datetime) -> None:
+        """Add the leaf of a chain entry, in the transaction of the write that stores the entry (run it in a write:
+        :func:`ebl.store.db.write`).
+
+        The leaves of a batch of writes are added together after its last write (:func:`ebl.store.db.at_end`), in
+        the order they were asked for, with the subtrees they complete; and a checkpoint is signed when the log has
+        grown by ``checkpoint_every`` leaves since the latest one (or has none).
+        """
+        at_end(session, self, list, self._add_leaves).append((entry_checksum, now))
+
+    def _add_leaves(self, session: Session, pending: list[tuple[str, datetime]]) -> None:
+        log = LogRepository(session)
+        size, checkpointed = log.sizes()
+        leaves = [merkle.entry_leaf_hash(checksum) for checksum, _ in pending]
+        log.add_leaves(
+            [
+                (size + offset, checksum, leaf, now)
+                for offset, ((checksum, now), leaf) in enumerate(zip(pending, leaves, strict=True))
+            ]
+        )
+        log.add_nodes(_with_prefetched_nodes(log, lambda get: merkle.appended_nodes(size, leaves, get)))
+        if checkpointed is None or size + len(leaves) - checkpointed >= self._checkpoint_every:
+            self.sign_checkpoint(log, pending[-1][1])
 
     def root(self, log: LogRepository, size: int) -> bytes:
-        return merkle.root(size, log.node)
+        return _with_prefetched_nodes(log, lambda get: merkle.root(size, get))
 
     def sign_checkpoint(self, log: LogRepository, now: datetime) -> CheckpointRow:
         """A checkpoint of the current tree, or the latest one if the tree has not grown since (in a write)."""
@@ -68,7 +80,7 @@ class Ledger:
         root = self.root(log, size)
         if latest is not None and latest.size > 0:
             # Belt and braces: the stored tree must extend what the node already signed.
-            proof = merkle.consistency_proof(latest.size, size, log.node)
+            proof = _with_prefetched_nodes(log, lambda get: merkle.consistency_proof(latest.size, size, get))
             merkle.verify_consistency(latest.size, size, latest.root_hash, root, proof)
         text = Checkpoint(self.origin, size, root).to_text()
         row = CheckpointRow(size=size, root_hash=root, note=sign_note(text, [self._signer]), created_at=now)

@@ -52,6 +52,21 @@ def completed_nodes(size: int, new_leaf_hash: bytes, get: NodeGetter) -> list[tu
     return nodes
 
 
+def appended_nodes(size: int, new_leaf_hashes: Sequence[bytes], get: NodeGetter) -> list[tuple[int, int, bytes]]:
+    """The perfect subtrees ``(level, index, hash)`` that appending ``new_leaf_hashes`` as leaves number ``size``,
+    ``size + 1``, … completes, in the order :func:`completed_nodes` gives them leaf after leaf."""
+    new: dict[tuple[int, int], bytes] = {}
+
+    def known(level: int, index: int) -> bytes:
+        found = new.get((level, index))
+        return get(level, index) if found is None else found
+
+    for offset, leaf in enumerate(new_leaf_hashes):
+        for level, index, value in completed_nodes(size + offset, leaf, known):
+            new[(level, index)] = value
+    return [(level, index, value) for (level, index), value in new.items()]
+
+
 def _largest_power_of_two_below(n: int) -> int:
     """The k of RFC 6962 §2.1: the largest power of two with k < n (n > 1)."""
     return 1 << ((n - 1).bit_length() - 1)

@@ -2,15 +2,15 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL``, so a committed write survives a crash. A read is a function of a
 session run in a session of its own; a write is a function of a session run in a write transaction. Writes that wait
-at the same moment are committed together (group commit): each in a savepoint of its own, all in one transaction.
-One commit, and on SQLite one fsync, then serves many writes, and a write that fails rolls back to its savepoint
-without touching the others. A write's caller gets its answer only once its transaction has committed: nothing is
+at the same moment are committed together (group commit), in one transaction (:func:`_run_batch`). One commit, and
+on SQLite one fsync, then serves many writes, and a write that fails rolls back without touching the others. A write's
+caller gets its answer only once its transaction has committed: nothing is
 acknowledged that a crash could lose.
 
 Two ways in, for two kinds of caller. Code on an event loop (request handlers) uses :class:`Database`:
 ``await db.read(query)``, ``await db.write(job)``. Code on a thread of its own (start-up, the PINT courier, the
 periodic checkpoint, command-line tools, benchmarks) uses :func:`read_session` and :func:`write`. Both commit through
-the same savepoints (:func:`_run_in_savepoint`), and their writers take the same turns.
+the same batches, and their writers take the same turns.
 
 One write transaction at a time writes to a node's database, whichever process or thread it comes from: on SQLite
 that is the database's write lock (``BEGIN IMMEDIATE``), with an ``flock`` beside it to decide whose turn it is
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 from weakref import WeakKeyDictionary
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
@@ -40,7 +41,9 @@ from ebl.blocking import in_thread
 
 _WRITE = "ebl_write"
 _CONNECTION = "ebl_connection"
+_SCOPE = "ebl_scope"
 _T = TypeVar("_T")
+_P = TypeVar("_P")
 
 
 class DatabaseSetupError(RuntimeError):
@@ -169,10 +172,11 @@ def read_session(engine: Engine) -> Iterator[Session]:
 def write(engine: Engine, job: Callable[[Session], _T]) -> _T:
     """Run ``job`` in a write transaction and return what it returns once that transaction has committed.
 
-    ``job`` may share the transaction with other writes of this process, in a savepoint of its own: if it raises,
-    what it wrote is rolled back and its exception is raised here, and the other writes commit. It may run on the
-    thread of another write, and other writes wait while it runs: it must not wait for anything but the database (no
-    network, no second :func:`write`).
+    ``job`` may share the transaction with other writes of this process: if it raises, what it wrote is rolled back
+    and its exception is raised here, and the other writes commit. It may run on the thread of another write, and
+    other writes wait while it runs: it must not wait for anything but the database (no network, no second
+    :func:`write`). It may run twice, when another write of its batch fails (:func:`_run_batch`): what it does
+    besides returning a value must be done in the database, which rolls the first run back.
     """
     return _WRITERS[engine].submit(job)
 
@@ -187,17 +191,47 @@ def driver_connection(session: Session) -> Any:
     return connection.connection.driver_connection
 
 
-def _run_in_savepoint(
-    connection: Connection, driver: Any, run: Callable[[Session], Any]
-) -> tuple[Any, Exception | None]:
-    """One write of a batch, between ``SAVEPOINT`` and ``RELEASE``, or rolled back to the savepoint if it raises.
+def at_end(session: Session, key: object, start: Callable[[], _P], finish: Callable[[Session, _P], None]) -> _P:
+    """Work that the writes of a batch share, done once after the last of them, in their transaction.
 
-    The ORM, if the write uses it, nests a savepoint of its own inside, so that a failed flush rolls back only what
-    the ORM sent.
+    Returns the value ``start`` made for ``key`` the first time a write of the batch asked for it, for the write to
+    add its part; ``finish`` then gets it, with a session on the batch's transaction, after the batch's last write. If
+    ``finish`` fails, the batch fails as a write of it would (:func:`_run_batch`); when the batch runs again, write by
+    write, each write's part is finished at the end of that write. So the ledger appends the leaves of a whole batch
+    in a few statements instead of a few per write.
     """
-    driver.execute("SAVEPOINT ebl_write")
+    scope: _Scope = session.info[_SCOPE]
+    found = scope.work.get(key)
+    if found is None:
+        found = scope.work[key] = (start(), finish)
+    return cast(_P, found[0])
+
+
+class _Scope:
+    """The work left by the writes of a batch run together, or of one write run in a savepoint of its own, for
+    :func:`at_end`."""
+
+    __slots__ = ("work",)
+
+    def __init__(self) -> None:
+        self.work: dict[object, tuple[Any, Callable[[Session, Any], None]]] = {}
+
+    def finish(self, session: Session) -> None:
+        for value, finish in self.work.values():
+            finish(session, value)
+
+
+def _run_in_session(
+    connection: Connection, scope: _Scope, run: Callable[[Session], Any]
+) -> tuple[Any, Exception | None]:
+    """One write of a batch, in a session on ``connection``'s transaction: its result, or the exception it raised.
+
+    The ORM, if the write uses it, runs in a savepoint of its own, so that a failed flush rolls back only what the ORM
+    sent.
+    """
     with Session(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint") as session:
         session.info[_CONNECTION] = connection
+        session.info[_SCOPE] = scope
         try:
             result = run(session)
             session.flush()
@@ -206,23 +240,67 @@ def _run_in_savepoint(
         except Exception as error:
             if session.in_transaction():
                 session.rollback()
-            driver.execute("ROLLBACK TO ebl_write")
-            driver.execute("RELEASE ebl_write")
             return None, error
-    driver.execute("RELEASE ebl_write")
     return result, None
 
 
+def _run_in_savepoint(
+    connection: Connection, driver: Any, run: Callable[[Session], Any]
+) -> tuple[Any, Exception | None]:
+    """One write of a batch and the work it leaves (:func:`at_end`), between ``SAVEPOINT`` and ``RELEASE``, or rolled
+    back to the savepoint if it fails."""
+    driver.execute("SAVEPOINT ebl_write")
+    scope = _Scope()
+    result, error = _run_in_session(connection, scope, run)
+    if error is None:
+        _, error = _run_in_session(connection, scope, scope.finish)
+    if error is not None:
+        driver.execute("ROLLBACK TO ebl_write")
+        result = None
+    driver.execute("RELEASE ebl_write")
+    return result, error
+
+
 def _run_batch(connection: Connection, runs: list[Callable[[Session], Any]]) -> list[tuple[Any, Exception | None]]:
-    """``runs`` one after the other, each in a savepoint of ``connection``'s transaction: their outcomes."""
+    """``runs`` one after the other in ``connection``'s transaction, and the work they leave: their outcomes.
+
+    They first run together, behind one savepoint for the batch, and the work they leave (:func:`at_end`) is done once
+    after the last. Should any of it fail, the batch rolls back to that savepoint and runs again, each write between a
+    savepoint and a ``RELEASE`` of its own, with its own work, so that only the failing ones roll back. Two statements
+    per write, each a round trip to PostgreSQL, are paid only when a write fails.
+    """
     driver: Any = connection.connection.driver_connection
+    driver.execute("SAVEPOINT ebl_batch")
+    scope = _Scope()
+    outcomes: list[tuple[Any, Exception | None]] = []
+    for run in runs:
+        result, error = _run_in_session(connection, scope, run)
+        if error is not None:
+            break
+        if not _in_transaction(connection, driver):
+            raise RuntimeError("a write ended the transaction it shares with the other writes of its batch")
+        outcomes.append((result, None))
+    else:
+        _, error = _run_in_session(connection, scope, scope.finish)
+        if error is None:
+            return outcomes
+    driver.execute("ROLLBACK TO ebl_batch")
+    if len(runs) == 1:
+        return [(None, error)]
     return [_run_in_savepoint(connection, driver, run) for run in runs]
+
+
+def _in_transaction(connection: Connection, driver: Any) -> bool:
+    """Whether the driver's connection is still in a transaction, as the driver knows without asking the database."""
+    if connection.dialect.name == "postgresql":
+        return bool(driver.info.transaction_status != TransactionStatus.IDLE)
+    return bool(driver.in_transaction)
 
 
 def _commit_batch(
     connection: Connection, turn: _SqliteTurn | None, runs: list[Callable[[Session], Any]]
 ) -> list[tuple[Any, Exception | None]]:
-    """Wait for the turn to write, run ``runs`` in savepoints of one transaction, commit: all on this thread."""
+    """Wait for the turn to write, run ``runs`` in one transaction, commit: all on this thread."""
     with _SqliteTurn.taken(turn), connection.begin():
         if connection.dialect.name == "postgresql":
             _wait_for_postgresql_turn(connection)
@@ -427,7 +505,7 @@ class _Writer:
 class _LoopWriter:
     """Group commit for the coroutines of one event loop: the writes that wait while a batch commits make the next.
 
-    The writes run on the loop itself, in savepoints of one transaction; only waiting for the turn to write (held by a
+    The writes run on the loop itself, in one transaction; only waiting for the turn to write (held by a
     writer elsewhere) and for the commit (its fsync) happens on a thread. Keeping the work on the loop's thread
     matters: a thread that runs Python while the loop does too waits for the interpreter lock after every statement,
     up to the interpreter's switch interval (5 ms) each time, and the turn to write is held meanwhile. On SQLite that

@@ -161,10 +161,34 @@ class Entry:
     checksum: str
 
 
+@dataclass(frozen=True, slots=True)
+class EblRecord:
+    """An eBL with its chain entries, in order, and the last entry its platform transfer chain covers, if the eBL
+    came from another platform: what reading or acting on an eBL needs, read in one query."""
+
+    ebl: Ebl
+    entries: list[Entry]
+    last_hop_sequence: int | None
+
+    @property
+    def party_chain_complete(self) -> bool:
+        """Whether the party-signed entries cover every hop of the platform transfer chain (an eBL from a platform
+        that sends no party-signed chain has hops its entries do not cover)."""
+        return self.last_hop_sequence is None or self.last_hop_sequence < len(self.entries)
+
+
 _EBL_COLUMNS = (
     "id, transport_document_reference, transport_document_sub_reference, document_json, document_checksum, "
     "issue_to, status, chain_length, superseded"
 )
+# An eBL's row, then the last entry its platform hops cover, then its chain entries as one JSON array of
+# [sequence, jws, checksum]: the two databases' JSON functions differ only in name. Unordered: sorted as read.
+_RECORD_COLUMNS = (
+    f"ebl.{_EBL_COLUMNS.replace(', ', ', ebl.')}, "  # noqa: S608
+    "(SELECT last_sequence FROM transfer_entry WHERE ebl_id = ebl.id ORDER BY position DESC LIMIT 1), "
+    "(SELECT json_group_array(json_array(sequence, jws, checksum)) FROM chain_entry WHERE ebl_id = ebl.id)"
+)
+_RECORD_COLUMNS_POSTGRESQL = _RECORD_COLUMNS.replace("json_group_array(json_array", "json_agg(json_build_array")
 
 
 class EblRepository(_DriverSql):
@@ -194,10 +218,6 @@ class EblRepository(_DriverSql):
             f"SELECT {_EBL_COLUMNS} FROM ebl WHERE transport_document_reference = ? ORDER BY id DESC LIMIT 1{lock}",  # noqa: S608
             (reference,),
         ).fetchone()
-        return None if row is None else self._ebl(row)
-
-    def by_id(self, ebl_id: int) -> Ebl | None:
-        row = self._execute(f"SELECT {_EBL_COLUMNS} FROM ebl WHERE id = ?", (ebl_id,)).fetchone()  # noqa: S608
         return None if row is None else self._ebl(row)
 
     def add(
@@ -291,14 +311,35 @@ class EblRepository(_DriverSql):
                 [value for party_id in wanted for value in (ebl_id, party_id)],
             )
 
-    def latest_involving(self, reference: str, party_id: str) -> Ebl | None:
-        """The current eBL of ``reference`` if ``party_id`` is involved in it, else ``None``: one query for both."""
+    def read(self, reference: str, *, party_id: str | None) -> EblRecord | None:
+        """The current eBL of ``reference`` with its chain, if ``party_id`` is involved in it (whoever is, for
+        ``None``); else ``None``: one query for all of it."""
+        involved = "TRUE"
+        if party_id is not None:
+            involved = "EXISTS (SELECT 1 FROM involvement WHERE ebl_id = ebl.id AND party_id = ?)"
         row = self._execute(
-            f"SELECT {_EBL_COLUMNS}, EXISTS (SELECT 1 FROM involvement WHERE ebl_id = ebl.id AND party_id = ?) "  # noqa: S608
-            "FROM ebl WHERE transport_document_reference = ? ORDER BY id DESC LIMIT 1",
-            (party_id, reference),
+            f"SELECT {self._record_columns}, {involved} FROM ebl "  # noqa: S608
+            "WHERE transport_document_reference = ? ORDER BY id DESC LIMIT 1",
+            (reference,) if party_id is None else (party_id, reference),
         ).fetchone()
-        return None if row is None or not row[-1] else self._ebl(row[:-1])
+        return None if row is None or not row[-1] else self._record(row[:-1])
+
+    def record(self, ebl_id: int) -> EblRecord | None:
+        row = self._execute(f"SELECT {self._record_columns} FROM ebl WHERE id = ?", (ebl_id,)).fetchone()  # noqa: S608
+        return None if row is None else self._record(row)
+
+    @property
+    def _record_columns(self) -> str:
+        return _RECORD_COLUMNS_POSTGRESQL if self._postgresql else _RECORD_COLUMNS
+
+    def _record(self, row: Sequence[Any]) -> EblRecord:
+        *ebl, last_hop, entries = row
+        ordered = sorted(self._from_json(entries) or [])
+        return EblRecord(
+            self._ebl(ebl),
+            [Entry(int(sequence), jws, checksum) for sequence, jws, checksum in ordered],
+            None if last_hop is None else int(last_hop),
+        )
 
     def count_after(self, after_id: int) -> tuple[int, int]:
         """How many eBLs have an id above ``after_id``, and the highest id (``after_id`` when there is none): read
@@ -306,21 +347,22 @@ class EblRepository(_DriverSql):
         count, highest = self._execute("SELECT COUNT(*), MAX(id) FROM ebl WHERE id > ?", (after_id,)).fetchone()
         return int(count), after_id if highest is None else int(highest)
 
-    def page(self, *, party_id: str | None, after_id: int, limit: int) -> list[Ebl]:
-        """eBLs in id order after ``after_id``; only those ``party_id`` is involved in, unless it is ``None``."""
+    def page(self, *, party_id: str | None, after_id: int, limit: int) -> list[EblRecord]:
+        """eBLs in id order after ``after_id``, with their chains; only those ``party_id`` is involved in, unless it
+        is ``None``."""
         if party_id is None:
             rows = self._execute(
-                f"SELECT {_EBL_COLUMNS} FROM ebl WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                f"SELECT {self._record_columns} FROM ebl WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
                 (after_id, limit),
             ).fetchall()
         else:
             # Walked in the order of the index on (party_id, ebl_id), from the cursor on.
             rows = self._execute(
-                f"SELECT {_EBL_COLUMNS} FROM involvement JOIN ebl ON ebl.id = involvement.ebl_id "  # noqa: S608
+                f"SELECT {self._record_columns} FROM involvement JOIN ebl ON ebl.id = involvement.ebl_id "  # noqa: S608
                 "WHERE involvement.party_id = ? AND involvement.ebl_id > ? ORDER BY involvement.ebl_id LIMIT ?",
                 (party_id, after_id, limit),
             ).fetchall()
-        return [self._ebl(row) for row in rows]
+        return [self._record(row) for row in rows]
 
 
 class IdempotencyRepository:
@@ -352,19 +394,22 @@ class LogRepository(_DriverSql):
     def size(self) -> int:
         return int(self._execute(f"SELECT {_LOG_SIZE} FROM log_leaf").fetchone()[0])  # noqa: S608
 
-    def append_leaf(self, entry_checksum: str, leaf_hash: bytes, created_at: datetime) -> tuple[int, int | None]:
-        """Add a leaf at the end of the log: its index, and the latest checkpoint's size (``None`` before the first).
-
-        One statement, as every append needs both, and each statement is a round trip made while holding the write
-        turn. Run it in a write (:func:`ebl.store.db.write`): one write transaction at a time writes, so no other can
-        take the same index (the primary key would refuse it).
-        """
-        index, checkpointed = self._execute(
-            f'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) SELECT {_LOG_SIZE}, ?, ?, ? '  # noqa: S608
-            'FROM log_leaf RETURNING "index", (SELECT MAX(size) FROM checkpoint)',
-            (entry_checksum, leaf_hash, self._timestamp(created_at)),
+    def sizes(self) -> tuple[int, int | None]:
+        """The log's size and the latest checkpoint's (``None`` before the first), in one query."""
+        size, checkpointed = self._execute(
+            f"SELECT {_LOG_SIZE}, (SELECT MAX(size) FROM checkpoint) FROM log_leaf"  # noqa: S608
         ).fetchone()
-        return int(index), None if checkpointed is None else int(checkpointed)
+        return int(size), None if checkpointed is None else int(checkpointed)
+
+    def add_leaves(self, leaves: Sequence[tuple[int, str, bytes, datetime]]) -> None:
+        """Add leaves ``(index, entry checksum, leaf hash, time)``. Run it in a write (:func:`ebl.store.db.write`),
+        at the log's end: one write transaction at a time writes, so no other can take the same index (the primary
+        key would refuse it)."""
+        self._execute(
+            'INSERT INTO log_leaf ("index", entry_checksum, leaf_hash, created_at) VALUES '  # noqa: S608
+            + ", ".join(["(?, ?, ?, ?)"] * len(leaves)),
+            [value for index, checksum, leaf, now in leaves for value in (index, checksum, leaf, self._timestamp(now))],
+        )
 
     def leaf(self, index: int) -> LogLeafRow | None:
         return self._session.get(LogLeafRow, index)
