@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from ebl.store import db
 from ebl.store.db import Database, driver_connection, make_engine, migrate, write
+from ebl.store.repositories import LogRepository, PartyRepository
 from ebl.store.tables import PartyRow
 from tests.conftest import DATABASES
 
@@ -206,3 +207,31 @@ def test_postgresql_reads_keep_their_prepared_statements(engine: Engine) -> None
             _sql(session, "SELECT name FROM probe WHERE name = ?", "x").fetchall()
             prepared = _sql(session, "SELECT statement FROM pg_prepared_statements").fetchall()
     assert any("FROM probe WHERE name" in statement for (statement,) in prepared)
+
+
+def test_reads_go_on_after_the_database_ends_every_connection(engine: Engine) -> None:
+    """As after a restart of PostgreSQL: pooled connections are not tested before each read (a round trip each), so
+    the read that finds its connection dead runs once more on a new one, and the pool lets go of the others."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a database server that ends its connections: PostgreSQL only")
+    database = Database(engine)
+    write(engine, _insert("before"))
+
+    def size_and_parties(session: Session) -> tuple[int, int, int]:
+        # SQL sent to the driver directly, and the ORM's: SQLAlchemy watches only the latter for dead connections.
+        pid = _sql(session, "SELECT pg_backend_pid()").fetchone()[0]
+        return LogRepository(session).size(), len(PartyRepository(session).all()), pid
+
+    async def reads(count: int) -> list[tuple[int, int, int]]:
+        return list(await asyncio.gather(*(database.read(size_and_parties) for _ in range(count))))
+
+    pids = {pid for *_, pid in asyncio.run(reads(8))}
+    assert len(pids) >= 2, "the reads should have left several connections in the pool"
+    with engine.connect() as admin:  # a connection of the pool too: it ends the others
+        admin.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid WHERE pid <> pg_backend_pid()",
+            (sorted(pids),),
+        )
+    for _ in range(2):
+        assert [(size, parties) for size, parties, _ in asyncio.run(reads(8))] == [(0, 0)] * 8
+    database.close()

@@ -35,6 +35,7 @@ from weakref import WeakKeyDictionary
 from psycopg.pq import TransactionStatus
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 from ebl.blocking import in_thread
@@ -67,7 +68,8 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
             raise DatabaseSetupError(
                 f"PostgreSQL is reached through psycopg 3: write the URL as {SUPPORTED_BACKENDS[backend]}"
             )
-        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+        # No pre-ping (a round trip for every read): a read that finds its connection dead runs again (_read).
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
         _add_writer(engine)
         return engine
     if backend != "sqlite":
@@ -189,6 +191,21 @@ def driver_connection(session: Session) -> Any:
     """
     connection = session.info.get(_CONNECTION) or session.connection()
     return connection.connection.driver_connection
+
+
+def discard_if_lost(session: Session) -> bool:
+    """Whether the driver's connection under ``session`` is dead (the database restarted, or ended the connection);
+    if it is, it is discarded, and so are the idle connections of the pool, which died with it in a restart.
+
+    For SQL sent to the driver directly, which SQLAlchemy does not watch: for its own statements SQLAlchemy does the
+    same, and raises a :class:`~sqlalchemy.exc.DBAPIError` with ``connection_invalidated`` set.
+    """
+    connection = session.info.get(_CONNECTION) or session.connection()
+    if not getattr(connection.connection.driver_connection, "broken", False):
+        return False
+    connection.invalidate()
+    connection.engine.pool.dispose()
+    return True
 
 
 def at_end(session: Session, key: object, start: Callable[[], _P], finish: Callable[[Session, _P], None]) -> _P:
@@ -634,6 +651,14 @@ class Database:
 
 
 def _read(engine: Engine, query: Callable[[Session], _T]) -> _T:
+    try:
+        with read_session(engine) as session:
+            return query(session)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    # Its connection had died (the database restarted, or ended it) and is gone now; a read changes nothing, so it
+    # runs once more, on a new connection. Pooled connections are not tested before each read: a round trip each.
     with read_session(engine) as session:
         return query(session)
 

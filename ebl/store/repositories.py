@@ -10,11 +10,11 @@ from typing import Any
 
 from psycopg.types.json import Json
 from sqlalchemy import bindparam, func
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from ebl.parties import code_keys
-from ebl.store.db import driver_connection
+from ebl.store.db import discard_if_lost, driver_connection
 from ebl.store.tables import (
     AdditionalDocumentRow,
     CheckpointRow,
@@ -58,16 +58,22 @@ class _DriverSql:
 
     def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
         """Run ``statement`` on the driver; returns its cursor. A broken constraint raises SQLAlchemy's
-        :class:`~sqlalchemy.exc.IntegrityError`, as the ORM's statements do."""
+        :class:`~sqlalchemy.exc.IntegrityError`, and a dead connection its ``OperationalError`` with
+        ``connection_invalidated`` set, as the ORM's statements do."""
         if self._driver is None:
             # The session keeps one connection for its transaction, and a repository lives within one transaction.
             self._driver = driver_connection(self._session)
         if self._postgresql:
             statement = statement.replace("?", "%s")
+        dbapi = self._session.get_bind().dialect.loaded_dbapi
         try:
             return self._driver.execute(statement, parameters)
-        except self._session.get_bind().dialect.loaded_dbapi.IntegrityError as exc:
+        except dbapi.IntegrityError as exc:
             raise IntegrityError(statement, parameters, exc) from exc
+        except dbapi.OperationalError as exc:
+            if discard_if_lost(self._session):
+                raise OperationalError(statement, parameters, exc, connection_invalidated=True) from exc
+            raise
 
     def _timestamp(self, value: datetime) -> Any:
         # SQLite has no timestamp type: store the text SQLAlchemy would have stored ("%Y-%m-%d %H:%M:%S.%f").
