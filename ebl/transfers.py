@@ -60,10 +60,18 @@ class PintAnswer:
 
     status_code: int
     body: Any
+    received: bool = False
+    """Whether it accepts the eBL (``RECE``): logged once the write that accepts it has committed."""
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _logged(opened: pint.OpenedEnvelope, answer: PintAnswer) -> PintAnswer:
+    if answer.received:
+        logger.info("received %s from %s: RECE", opened.reference, opened.sender)
+    return answer
 
 
 def _tx_json(tx: Transaction) -> dict[str, Any]:
@@ -107,7 +115,7 @@ class Transfers:
         """``POST /v3/envelopes``."""
         try:
             opened = self._check(body)
-            return await self._node.db.write(lambda session: self._start(session, body, opened))
+            return _logged(opened, await self._node.db.write(lambda session: self._start(session, body, opened)))
         except pint.Refusal as refusal:
             return self._refused(body, refusal)
 
@@ -218,7 +226,7 @@ class Transfers:
                     raise pint.Refusal("MDOC", "additional documents are missing", missing=missing)
                 return self._accept(session, opened, envelope, reference=reference)
 
-            return await self._node.db.write(accept)
+            return _logged(opened, await self._node.db.write(accept))
         except pint.Refusal as refusal:
             return self._refused(envelope, refusal)
 
@@ -333,8 +341,7 @@ class Transfers:
             )
         envelope.accepted, envelope.response = True, str(answer.body)
         transfers.save_envelope(envelope)
-        logger.info("received %s from %s: RECE", opened.reference, opened.sender)
-        return answer
+        return PintAnswer(answer.status_code, answer.body, received=True)
 
     def _import_bundle(self, session: Session, row: Ebl, bundle: Mapping[str, Any]) -> None:
         """Store the party-signed entries this node does not hold yet, with their credentials and log proofs."""

@@ -136,6 +136,23 @@ def test_stored_tree_roots_and_proofs_match_the_rfc(count: int, data: st.DataObj
 
 
 @settings(max_examples=60, deadline=None)
+@given(before=st.integers(0, 130), added=st.integers(1, 70))
+def test_leaves_appended_together_complete_the_subtrees_appended_one_by_one(before: int, added: int) -> None:
+    # The ledger appends the leaves of a batch of writes together; the tree must be the one single appends build.
+    one_by_one, leaves = _tree(before + added)
+    together, _ = _tree(before)
+    together.fetches = 0
+    new = [merkle.leaf_hash(leaf) for leaf in leaves[before:]]
+    completed = merkle.appended_nodes(before, new, together.get)
+    assert {(level, index): value for level, index, value in completed} == {
+        position: value for position, value in one_by_one.nodes.items() if position not in together.nodes
+    }
+    assert len(completed) == len(one_by_one.nodes) - len(together.nodes)
+    # Only subtrees stored before the batch are read from the store: one query's worth, at most one per level.
+    assert together.fetches <= (before + added).bit_length()
+
+
+@settings(max_examples=60, deadline=None)
 @given(count=st.integers(2, 200), data=st.data())
 def test_any_flipped_bit_wrong_index_or_wrong_size_fails(count: int, data: st.DataObject) -> None:
     tree, leaves = _tree(count)

@@ -155,6 +155,67 @@ def test_a_write_that_breaks_the_transaction_fails_its_batch_and_the_next_write_
     assert _names(engine) == {"afterwards"}
 
 
+class _Names:
+    """Work writes leave to the end of their batch (``at_end``): names inserted together, in one statement."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+    def add(self, name: str, *, then_fail: bool = False) -> Callable[[Session], str]:
+        def job(session: Session) -> str:
+            db.at_end(session, self, list, self._insert).append(name)
+            if then_fail:
+                raise Refused("this write changes nothing")
+            return name
+
+        return job
+
+    def _insert(self, session: Session, names: list[str]) -> None:
+        self.statements += 1
+        _sql(session, "INSERT INTO probe (name) VALUES " + ", ".join(["(?)"] * len(names)), *names)
+
+
+def _batch(engine: Engine, jobs: list[Callable[[Session], Any]]) -> list[Any]:
+    """``jobs`` written in one batch: queued behind a write that holds the lead until they all wait."""
+    running, release = threading.Event(), threading.Event()
+
+    def held(session: Session) -> None:
+        running.set()
+        release.wait(30)
+
+    with ThreadPoolExecutor(max_workers=len(jobs) + 1) as pool:
+        first = pool.submit(write, engine, held)
+        assert running.wait(30)
+        queued = [pool.submit(write, engine, job) for job in jobs]
+        _wait_until_waiting(engine, len(jobs))
+        release.set()
+        first.result()
+        return [future.exception() or future.result() for future in queued]
+
+
+def test_the_work_writes_leave_is_done_once_at_the_end_of_their_batch(engine: Engine) -> None:
+    names = _Names()
+    assert _batch(engine, [names.add(f"n{i}") for i in range(5)]) == [f"n{i}" for i in range(5)]
+    assert _names(engine) == {f"n{i}" for i in range(5)}
+    assert names.statements == 1
+
+
+def test_a_failing_write_leaves_no_work_and_the_others_work_is_done(engine: Engine) -> None:
+    names = _Names()
+    outcomes = _batch(engine, [names.add("a"), names.add("b", then_fail=True), names.add("c")])
+    assert outcomes[0] == "a" and isinstance(outcomes[1], Refused) and outcomes[2] == "c"
+    assert _names(engine) == {"a", "c"}
+
+
+def test_work_that_fails_at_the_end_fails_only_the_write_it_came_from(engine: Engine) -> None:
+    write(engine, _insert("taken"))
+    names = _Names()
+    outcomes = _batch(engine, [names.add("a"), names.add("taken"), names.add("c")])
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], engine.dialect.loaded_dbapi.IntegrityError)
+    assert _names(engine) == {"taken", "a", "c"}
+
+
 # -- from an event loop (Database): the way request handlers write -------------------------------------------------
 
 

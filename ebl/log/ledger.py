@@ -2,8 +2,9 @@
 
 The leaf of a chain entry is ``SHA-256(0x00 ‖ SHA-256(utf8(compact JWS)))``: the 32 raw bytes of the entry checksum
 are the leaf data (:func:`ebl.log.merkle.entry_leaf_hash`). Appends run inside the transaction that stores the entry,
-so an entry and its leaf commit together or not at all. Each append stores the perfect subtrees it completes
-(:func:`ebl.log.merkle.completed_nodes`), so appending and proving read O(log n) stored hashes.
+so an entry and its leaf commit together or not at all; the leaves of a batch of writes are added together, after its
+last write. Each leaf is stored with the perfect subtrees it completes (:func:`ebl.log.merkle.appended_nodes`), so
+appending and proving read O(log n) stored hashes.
 
 A checkpoint is signed only from the stored tree, after checking that it is consistent with the previous
 checkpoint: the node never signs two inconsistent checkpoints.

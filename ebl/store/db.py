@@ -449,8 +449,8 @@ class _Writer:
     """Group commit for the threads of one process: writes that wait while another commits share the next commit.
 
     A thread that writes when no other is writing leads: it takes every write waiting (up to
-    :data:`MAX_WRITES_PER_COMMIT`), runs them one after the other in one transaction, each between ``SAVEPOINT`` and
-    ``RELEASE`` (or ``ROLLBACK TO`` when it raises), commits, and tells each waiting thread its outcome. Writes that
+    :data:`MAX_WRITES_PER_COMMIT`), runs them one after the other in one transaction (:func:`_run_batch`), commits,
+    and tells each waiting thread its outcome. Writes that
     arrive meanwhile wait for the next commit, which the leader runs too, until its own write is done; then it hands
     the lead to the thread of the oldest write still waiting. The busier the node, the more writes share a commit,
     and a lone write runs on its own thread with no hand-over at all. The leader waits for its turn to write on its
