@@ -75,7 +75,7 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Blocking work runs on these threads (ebl.blocking.in_thread): PostgreSQL statements, commits, CPU-bound
+        # Blocking work runs on these threads (ebl.blocking.in_thread): commits, waits for the write turn, CPU-bound
         # verification, the periodic checkpoint. Past a few, threads only queue for the interpreter lock, and
         # every one of them makes the event loop wait for it too, so the pool stays small.
         handlers = ThreadPoolExecutor(node.settings.worker_threads, thread_name_prefix="ebl-blocking")

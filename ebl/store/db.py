@@ -622,19 +622,19 @@ class Database:
     """A node's database as its use cases see it from the event loop: ``await db.read(query)``,
     ``await db.write(job)``, each a function of a :class:`~sqlmodel.Session`.
 
-    Writes are group-committed per loop (:class:`_LoopWriter`) and run on the loop. Reads run on the loop on SQLite;
-    on PostgreSQL, whose every statement waits for the network, on the loop's threads.
+    Reads and writes run on the loop, writes group-committed per loop (:class:`_LoopWriter`): a PostgreSQL statement
+    blocks the loop for its round trip, which costs less than handing it to a thread. A thread that runs Python beside
+    the loop takes the interpreter lock back after every statement, and waits for it up to the interpreter's switch
+    interval, while the loop's own statements wait for it in turn (docs/BENCHMARKS.md). So the database belongs near
+    the node; a process serves as many reads and writes a second as its round trips allow.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._reads_on_loop = engine.dialect.name == "sqlite"
         self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWriter] = WeakKeyDictionary()
 
     async def read(self, query: Callable[[Session], _T]) -> _T:
-        if self._reads_on_loop:
-            return _read(self.engine, query)
-        return await in_thread(_read, self.engine, query)
+        return _read(self.engine, query)
 
     async def write(self, job: Callable[[Session], _T]) -> _T:
         loop = asyncio.get_running_loop()

@@ -454,7 +454,7 @@ class LogRepository(_DriverSql):
         return {(int(level), int(index)): bytes(value) for level, index, value in rows}
 
     def latest_checkpoint(self) -> CheckpointRow | None:
-        return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc())).first()
+        return self._session.exec(select(CheckpointRow).order_by(col(CheckpointRow.size).desc()).limit(1)).first()
 
     def add_checkpoint(self, row: CheckpointRow) -> None:
         self._session.add(row)
