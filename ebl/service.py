@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -51,7 +51,7 @@ from ebl.log.ledger import Ledger, default_origin
 from ebl.log.merkle import ProofError
 from ebl.log.witness import AddCheckpoint, Witness, witness_name
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
-from ebl.store.db import Database, make_engine, migrate, read_session, write
+from ebl.store.db import Database, at_end, make_engine, migrate, read_session, write
 from ebl.store.repositories import (
     Ebl,
     EblRecord,
@@ -59,6 +59,7 @@ from ebl.store.repositories import (
     Entry,
     IdempotencyRepository,
     LogRepository,
+    NewEntry,
     PartyRepository,
     TransferRepository,
     WitnessRepository,
@@ -257,6 +258,22 @@ def _transactions(entries: Sequence[Entry]) -> list[Transaction]:
 
 
 # -- the node -------------------------------------------------------------------------------------------------
+
+
+class _Recorded:
+    """What the writes of a batch record at its end (:meth:`Node._record`)."""
+
+    __slots__ = ("entries", "involved")
+
+    def __init__(self) -> None:
+        self.entries: list[NewEntry] = []
+        self.involved: list[tuple[int, str]] = []
+
+
+def _store_recorded(session: Session, recorded: _Recorded) -> None:
+    ebls = EblRepository(session)
+    ebls.add_entries(recorded.entries)
+    ebls.involve(recorded.involved)
 
 
 class _EblTally:
@@ -554,17 +571,21 @@ class Node:
                     chain_length=1,
                     created_at=_now(),
                 )
-                self._record(session, row.id, payload, entry)
             except IntegrityError:
-                raise DuplicateIssuance(
-                    f"{facts.transport_document_reference} was issued concurrently by another request"
-                ) from None
-            ebls.involve(row.id, [caller.id, *recipient.local_ids, *(p.id for p in named)])
+                raise duplicate from None
+            self._record(session, row.id, payload, entry, [caller.id, *recipient.local_ids, *(p.id for p in named)])
             if state.platform != self.platform:
                 self.transfers.record_departure(session, row.id, 0, state.platform)
             return row
 
-        view = self._view(await self.db.write(store), state, document)
+        duplicate = DuplicateIssuance(
+            f"{facts.transport_document_reference} was issued concurrently by another request"
+        )
+        try:
+            stored = await self.db.write(store)
+        except IntegrityError:
+            raise duplicate from None
+        view = self._view(stored, state, document)
         if state.platform != self.platform:
             self.departed()
         return view
@@ -612,15 +633,19 @@ class Node:
             )
         ebls.supersede(latest.id)
 
-    def _record(self, session: Session, ebl_id: int, payload: EntryPayload, entry: str) -> None:
-        """Store a signed chain entry with its log leaf, in the caller's transaction."""
+    def _record(
+        self, session: Session, ebl_id: int, payload: EntryPayload, entry: str, involved: Iterable[str]
+    ) -> None:
+        """Store a signed chain entry with its log leaf, and the parties now involved in the eBL, in the write's
+        transaction: after its batch's last write, with the batch's other entries (:func:`ebl.store.db.at_end`), a
+        statement for all the entries, one for all the involvements, and the ledger's few for all the leaves.
+        The entry's unique ``(eBL, sequence)`` is checked then: the write fails with ``IntegrityError``."""
         checksum = chain.entry_checksum(entry)
-        EblRepository(session).add_entry(
-            ebl_id,
-            Entry(payload.sequence, entry, checksum),
-            action_code=payload.transaction.actionCode.value,
-            created_at=_now(),
+        recorded = at_end(session, self._record, _Recorded, _store_recorded)
+        recorded.entries.append(
+            NewEntry(ebl_id, Entry(payload.sequence, entry, checksum), payload.transaction.actionCode.value, _now())
         )
+        recorded.involved += [(ebl_id, party_id) for party_id in involved]
         self.ledger.append(session, checksum, _now())
 
     # -- actions --
@@ -679,15 +704,14 @@ class Node:
                 row.id, from_length=len(entries), status=new_state.status.value, chain_length=new_state.length
             ):
                 raise lost
-            try:
-                self._record(session, row.id, payload, entry)
-            except IntegrityError:
-                raise lost from None
-            ebls.involve(row.id, [caller.id, *(recipient.local_ids if recipient else [])])
+            self._record(session, row.id, payload, entry, [caller.id, *(recipient.local_ids if recipient else [])])
             if departs:
                 self.transfers.record_departure(session, row.id, payload.sequence, destination)
 
-        await self.db.write(store)
+        try:
+            await self.db.write(store)
+        except IntegrityError:  # the chain entry's unique (eBL, sequence): a race the compare-and-set did not see
+            raise lost from None
         view = self._view(row, new_state, document)
         if departs:
             self.departed()

@@ -34,7 +34,15 @@ from ebl.document import validate_transport_document
 from ebl.errors import BadRequest, Conflict, EblError, NotFound
 from ebl.parties import code_keys
 from ebl.store.db import read_session, write
-from ebl.store.repositories import Ebl, EblRepository, Entry, LogRepository, PartyRepository, TransferRepository
+from ebl.store.repositories import (
+    Ebl,
+    EblRepository,
+    Entry,
+    LogRepository,
+    NewEntry,
+    PartyRepository,
+    TransferRepository,
+)
 from ebl.store.tables import (
     AdditionalDocumentRow,
     EnvelopeRow,
@@ -327,7 +335,7 @@ class Transfers:
         state = chain.fold(DocumentFacts.of(opened.document), opened.transactions)
         ebls.set_state(row.id, status=state.status.value, chain_length=len(opened.transactions))
         named = parties.with_codes(node.platform, node.named_codes(opened.document))
-        ebls.involve(row.id, [found[0].id, *(p.id for p in named)])
+        ebls.involve((row.id, party_id) for party_id in [found[0].id, *(p.id for p in named)])
         received = sorted(opened.manifest.documents())
         answer = self._answer(opened.last_checksum, "RECE", receivedAdditionalDocumentChecksums=received)
         envelope = transfers.envelope(reference) if reference is not None else None
@@ -351,19 +359,18 @@ class Transfers:
         if entries[: len(held)] != held:
             raise pint.Refusal("DISE", f"{pint.BUNDLE_EXTENSION} rewrites party-signed entries this platform holds")
         proofs = bundle.get("inclusionProofs") or []
+        new_entries = []
         for sequence, compact in enumerate(entries[len(held) :], start=len(held)):
             checksum = chain.entry_checksum(compact)
             payload = EntryPayload.model_validate(jws.unverified_payload(compact))
-            ebls.add_entry(
-                row.id,
-                Entry(sequence, compact, checksum),
-                action_code=payload.transaction.actionCode.value,
-                created_at=_now(),
+            new_entries.append(
+                NewEntry(row.id, Entry(sequence, compact, checksum), payload.transaction.actionCode.value, _now())
             )
             if payload.eblPlatform != self._node.platform:
                 transfers.add_foreign_proof(
                     ForeignProofRow(entry_checksum=checksum, tlog_proof=proofs[sequence], created_at=_now())
                 )
+        ebls.add_entries(new_entries)
         for compact in bundle["credentials"]:
             try:
                 vouched = credentials.verify(compact, self._node.trust)

@@ -22,7 +22,7 @@ from api.app import create_app
 from ebl.audit import AuditSummary, audit
 from ebl.service import Node
 from ebl.store.db import read_session, write
-from ebl.store.repositories import EblRepository, Entry
+from ebl.store.repositories import EblRepository, Entry, NewEntry
 from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, CQ_CUSTOMS, SG_BANK, SG_CUSTOMS, SHIPPER, Api, assert_error
 
 REF = "YXRS2611CKGSIN001"
@@ -128,9 +128,7 @@ def test_the_database_refuses_a_second_entry_at_the_same_chain_position(
     with pytest.raises(IntegrityError):
         write(
             node.engine,
-            lambda session: EblRepository(session).add_entry(
-                row.id, twin, action_code="ISSUE", created_at=datetime.now(UTC)
-            ),
+            lambda session: EblRepository(session).add_entries([NewEntry(row.id, twin, "ISSUE", datetime.now(UTC))]),
         )
     assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 1
 

@@ -168,6 +168,16 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class NewEntry:
+    """A chain entry to store: its eBL, the entry, the code of its action, when it was recorded."""
+
+    ebl_id: int
+    entry: Entry
+    action_code: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EblRecord:
     """An eBL with its chain entries, in order, and the last entry its platform transfer chain covers, if the eBL
     came from another platform: what reading or acting on an eBL needs, read in one query."""
@@ -293,13 +303,25 @@ class EblRepository(_DriverSql):
         ).fetchall()
         return [Entry(int(sequence), jws, checksum) for sequence, jws, checksum in rows]
 
-    def add_entry(self, ebl_id: int, entry: Entry, *, action_code: str, created_at: datetime) -> None:
-        """Store a chain entry now: a lost race on ``(ebl_id, sequence)`` raises ``IntegrityError`` here."""
-        self._execute(
-            "INSERT INTO chain_entry (ebl_id, sequence, jws, checksum, action_code, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (ebl_id, entry.sequence, entry.jws, entry.checksum, action_code, self._timestamp(created_at)),
-        )
+    def add_entries(self, entries: Sequence[NewEntry]) -> None:
+        """Store chain entries, in one statement: a lost race on ``(ebl_id, sequence)`` raises ``IntegrityError``."""
+        if entries:
+            self._execute(
+                "INSERT INTO chain_entry (ebl_id, sequence, jws, checksum, action_code, created_at) VALUES "  # noqa: S608
+                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(entries)),
+                [
+                    value
+                    for new in entries
+                    for value in (
+                        new.ebl_id,
+                        new.entry.sequence,
+                        new.entry.jws,
+                        new.entry.checksum,
+                        new.action_code,
+                        self._timestamp(new.created_at),
+                    )
+                ],
+            )
 
     def entry_by_checksum(self, checksum: str) -> Entry | None:
         row = self._execute(
@@ -307,14 +329,15 @@ class EblRepository(_DriverSql):
         ).fetchone()
         return None if row is None else Entry(int(row[0]), row[1], row[2])
 
-    def involve(self, ebl_id: int, party_ids: Iterable[str]) -> None:
-        wanted = sorted(set(party_ids))
+    def involve(self, pairs: Iterable[tuple[int, str]]) -> None:
+        """Record that these ``(eBL id, party id)`` are involved (those already are stay as they are): one statement."""
+        wanted = sorted(set(pairs))
         if wanted:
             self._execute(
                 "INSERT INTO involvement (ebl_id, party_id) VALUES "  # noqa: S608
                 + ", ".join(["(?, ?)"] * len(wanted))
                 + " ON CONFLICT DO NOTHING",
-                [value for party_id in wanted for value in (ebl_id, party_id)],
+                [value for pair in wanted for value in pair],
             )
 
     def read(self, reference: str, *, party_id: str | None) -> EblRecord | None:
