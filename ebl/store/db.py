@@ -550,17 +550,24 @@ class _LoopWriter:
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                batch = self._waiting[:MAX_WRITES_PER_COMMIT]
-                del self._waiting[:MAX_WRITES_PER_COMMIT]
-                await self._commit(batch)
+                await self._commit_next()
         finally:
             self._draining = None
 
-    async def _commit(self, batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]) -> None:
+    def _take(self) -> list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]:
+        batch = self._waiting[:MAX_WRITES_PER_COMMIT]
+        del self._waiting[:MAX_WRITES_PER_COMMIT]
+        return batch
+
+    async def _commit_next(self) -> None:
+        """Commit the writes waiting once this writer has the turn to write: those that come while it waits for the
+        turn (another process holds it) join the batch."""
+        batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
         try:
-            outcomes = await self._commit_on_loop([run for run, _ in batch])
+            outcomes = await self._commit_on_loop(batch)
         except BaseException as failure:
             # Every write of the batch must hear of it; the next batch starts on a new connection.
+            batch = batch or self._take()
             self._connection.discard()
             for _, future in batch:
                 if not future.done():
@@ -576,14 +583,18 @@ class _LoopWriter:
             else:
                 future.set_exception(error)
 
-    async def _commit_on_loop(self, runs: list[Callable[[Session], Any]]) -> list[tuple[Any, Exception | None]]:
-        """The writes run on the loop; only the wait for the turn and the commit go to a thread."""
+    async def _commit_on_loop(
+        self, batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]
+    ) -> list[tuple[Any, Exception | None]]:
+        """Take the turn, then the writes waiting into ``batch``, and run them on the loop; only the wait for the turn
+        and the commit go to a thread."""
         if self._postgresql:
             connection = self._connection.get()
-            # On failure _commit discards the connection, and its transaction and lock end with it.
+            # On failure _commit_next discards the connection, and its transaction and lock end with it.
             transaction = connection.begin()
             await in_thread(_wait_for_postgresql_turn, connection)
-            outcomes = _run_batch(connection, runs)
+            batch += self._take()
+            outcomes = _run_batch(connection, [run for run, _ in batch])
             await in_thread(_commit_and_give, transaction, None)
             return outcomes
         turn = self._turn
@@ -591,10 +602,11 @@ class _LoopWriter:
         # with other requests, came back to this batch, and another process's writer would wait for that.
         while turn is not None and not turn.try_take():
             await in_thread(turn.wait_until_free)
+        batch += self._take()
         try:
             connection = self._connection.get()
             transaction = connection.begin()
-            outcomes = _run_batch(connection, runs)
+            outcomes = _run_batch(connection, [run for run, _ in batch])
         except BaseException:
             if turn is not None:
                 turn.give()
