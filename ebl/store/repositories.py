@@ -199,6 +199,9 @@ _EBL_COLUMNS = (
 )
 # An eBL's row, then the last entry its platform hops cover, then its chain entries as one JSON array of
 # [sequence, jws, checksum]: the two databases' JSON functions differ only in name. Unordered: sorted as read.
+# The queries choose their eBL rows in a subquery (FROM (...) AS ebl), which is planned as if alone: beside these
+# columns' subqueries, a PostgreSQL that had no statistics costed walking the primary key backwards, past every newer
+# eBL, as cheap as the reference's index (62 ms instead of 0.6 at 73,000 eBLs: docs/BENCHMARKS.md, step 14).
 _RECORD_COLUMNS = (
     f"ebl.{_EBL_COLUMNS.replace(', ', ', ebl.')}, "  # noqa: S608
     "(SELECT last_sequence FROM transfer_entry WHERE ebl_id = ebl.id ORDER BY position DESC LIMIT 1), "
@@ -347,8 +350,8 @@ class EblRepository(_DriverSql):
         if party_id is not None:
             involved = "EXISTS (SELECT 1 FROM involvement WHERE ebl_id = ebl.id AND party_id = ?)"
         row = self._execute(
-            f"SELECT {self._record_columns}, {involved} FROM ebl "  # noqa: S608
-            "WHERE transport_document_reference = ? ORDER BY id DESC LIMIT 1",
+            f"SELECT {self._record_columns}, {involved} FROM (SELECT * FROM ebl "  # noqa: S608
+            "WHERE transport_document_reference = ? ORDER BY id DESC LIMIT 1) AS ebl",
             (reference,) if party_id is None else (party_id, reference),
         ).fetchone()
         return None if row is None or not row[-1] else self._record(row[:-1])
@@ -381,14 +384,16 @@ class EblRepository(_DriverSql):
         is ``None``."""
         if party_id is None:
             rows = self._execute(
-                f"SELECT {self._record_columns} FROM ebl WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+                f"SELECT {self._record_columns} FROM (SELECT * FROM ebl WHERE id > ? ORDER BY id LIMIT ?) AS ebl "  # noqa: S608
+                "ORDER BY ebl.id",
                 (after_id, limit),
             ).fetchall()
         else:
             # Walked in the order of the index on (party_id, ebl_id), from the cursor on.
             rows = self._execute(
-                f"SELECT {self._record_columns} FROM involvement JOIN ebl ON ebl.id = involvement.ebl_id "  # noqa: S608
-                "WHERE involvement.party_id = ? AND involvement.ebl_id > ? ORDER BY involvement.ebl_id LIMIT ?",
+                f"SELECT {self._record_columns} FROM (SELECT ebl.* FROM involvement "  # noqa: S608
+                "JOIN ebl ON ebl.id = involvement.ebl_id WHERE involvement.party_id = ? AND involvement.ebl_id > ? "
+                "ORDER BY involvement.ebl_id LIMIT ?) AS ebl ORDER BY ebl.id",
                 (party_id, after_id, limit),
             ).fetchall()
         return [self._record(row) for row in rows]
