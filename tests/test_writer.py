@@ -271,25 +271,34 @@ def test_postgresql_reads_keep_their_prepared_statements(engine: Engine) -> None
     assert any("FROM probe WHERE name" in statement for (statement,) in prepared)
 
 
-def test_reads_go_on_after_the_database_ends_every_connection(engine: Engine) -> None:
+def test_reads_and_writes_go_on_after_the_database_ends_every_connection(engine: Engine) -> None:
     """As after a restart of PostgreSQL: pooled connections are not tested before each read (a round trip each), so
-    the read that finds its connection dead runs once more on a new one, and the pool lets go of the others."""
+    the read that finds its connection dead runs once more on a new one, and the pool lets go of the others; the
+    writer finds its connection dead before it writes anything, and starts its batch again on a new one."""
     if engine.dialect.name != "postgresql":
         pytest.skip("a database server that ends its connections: PostgreSQL only")
     database = Database(engine)
-    write(engine, _insert("before"))
 
     def size_and_parties(session: Session) -> tuple[int, int]:
         # SQL sent to the driver directly, and the ORM's: SQLAlchemy watches only the latter for dead connections.
         return LogRepository(session).size(), len(PartyRepository(session).all())
 
-    with contextlib.ExitStack() as stack:  # three connections in the pool
-        sessions = [stack.enter_context(db.read_session(engine)) for _ in range(3)]
-        pids = [_sql(session, "SELECT pg_backend_pid()").fetchone()[0] for session in sessions]
-    with engine.connect() as admin:  # a connection of the pool too: it ends the others
-        admin.exec_driver_sql(
-            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid WHERE pid <> pg_backend_pid()", (pids,)
-        )
-    for _ in range(4):
-        assert asyncio.run(database.read(size_and_parties)) == (0, 0)
+    def backend(session: Session) -> int:
+        return int(_sql(session, "SELECT pg_backend_pid()").fetchone()[0])
+
+    async def scenario() -> None:  # one loop, so one writer and its connection throughout
+        pids = [await database.write(backend)]
+        with contextlib.ExitStack() as stack:  # three connections in the pool
+            pids += [backend(stack.enter_context(db.read_session(engine))) for _ in range(3)]
+        with engine.connect() as admin:  # a connection of the pool too: it ends the others
+            admin.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid WHERE pid <> pg_backend_pid()",
+                (pids,),
+            )
+        for _ in range(4):
+            assert await database.read(size_and_parties) == (0, 0)
+        assert await database.write(_insert("after")) == "after"
+
+    asyncio.run(scenario())
+    assert _names(engine) == {"after"}
     database.close()

@@ -326,8 +326,7 @@ def _commit_batch(
 
 def _wait_for_postgresql_turn(connection: Connection) -> None:
     """Take the advisory lock every write transaction of every process takes first; it ends with the transaction."""
-    driver: Any = connection.connection.driver_connection
-    driver.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_TURN,))
+    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_WRITE_TURN,))
 
 
 class _SqliteTurn:
@@ -592,7 +591,17 @@ class _LoopWriter:
             connection = self._connection.get()
             # On failure _commit_next discards the connection, and its transaction and lock end with it.
             transaction = connection.begin()
-            await in_thread(_wait_for_postgresql_turn, connection)
+            try:
+                await in_thread(_wait_for_postgresql_turn, connection)
+            except DBAPIError as lost:
+                if not lost.connection_invalidated:
+                    raise
+                # The connection had died (the database restarted, or ended it) and nothing was written yet: the
+                # batch starts again on a new one.
+                self._connection.discard()
+                connection = self._connection.get()
+                transaction = connection.begin()
+                await in_thread(_wait_for_postgresql_turn, connection)
             batch += self._take()
             outcomes = _run_batch(connection, [run for run, _ in batch])
             await in_thread(_commit_and_give, transaction, None)
