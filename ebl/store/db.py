@@ -233,7 +233,14 @@ class _Scope:
     def __init__(self) -> None:
         self.work: dict[object, tuple[Any, Callable[[Session, Any], None]]] = {}
 
-    def finish(self, session: Session) -> None:
+    def finish(self, connection: Connection) -> Exception | None:
+        """Do the work, in a session on ``connection``'s transaction: the exception it raised, if it failed."""
+        if not self.work:
+            return None
+        _, error = _run_in_session(connection, self, self._do)
+        return error
+
+    def _do(self, session: Session) -> None:
         for value, finish in self.work.values():
             finish(session, value)
 
@@ -270,7 +277,7 @@ def _run_in_savepoint(
     scope = _Scope()
     result, error = _run_in_session(connection, scope, run)
     if error is None:
-        _, error = _run_in_session(connection, scope, scope.finish)
+        error = scope.finish(connection)
     if error is not None:
         driver.execute("ROLLBACK TO ebl_write")
         result = None
@@ -298,7 +305,7 @@ def _run_batch(connection: Connection, runs: list[Callable[[Session], Any]]) -> 
             raise RuntimeError("a write ended the transaction it shares with the other writes of its batch")
         outcomes.append((result, None))
     else:
-        _, error = _run_in_session(connection, scope, scope.finish)
+        error = scope.finish(connection)
         if error is None:
             return outcomes
     driver.execute("ROLLBACK TO ebl_batch")

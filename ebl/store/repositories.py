@@ -522,13 +522,6 @@ class TransferRepository(_DriverSql):
         statement = select(TransferEntryRow).where(TransferEntryRow.ebl_id == ebl_id)
         return self._session.exec(statement.order_by(col(TransferEntryRow.position))).all()
 
-    def last_hop_sequence(self, ebl_id: int) -> int | None:
-        """The sequence of the last party-signed transaction the eBL's last platform hop covers, if it has hops."""
-        row = self._execute(
-            "SELECT last_sequence FROM transfer_entry WHERE ebl_id = ? ORDER BY position DESC LIMIT 1", (ebl_id,)
-        ).fetchone()
-        return None if row is None else int(row[0])
-
     def add_entry(self, row: TransferEntryRow) -> None:
         self._session.add(row)
         self._session.flush()
