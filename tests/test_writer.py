@@ -1,6 +1,6 @@
 """Group commit (``ebl.store.db.write``): writes that wait while another commits share the next transaction, each in
 a savepoint of its own; a caller hears of its write only once it has committed; one failing write changes nothing
-for the others. And reads (``ebl.store.db.read_session``). On whichever database the suite runs on.
+for the others. And reads (``ebl.store.db.read_session``, ``Database.read``). On whichever database the suite runs on.
 """
 
 from __future__ import annotations
@@ -264,17 +264,52 @@ def test_postgresql_reads_keep_their_prepared_statements(engine: Engine) -> None
     # each read's statements were parsed and planned anew. Reads run in autocommit instead.
     if engine.dialect.name != "postgresql":
         pytest.skip("prepared statements of psycopg: PostgreSQL only")
+
+    def prepared(session: Session) -> list[str]:
+        return [statement for (statement,) in _sql(session, "SELECT statement FROM pg_prepared_statements")]
+
     for _ in range(6):  # psycopg prepares a statement the fifth time a connection runs it
         with db.read_session(engine) as session:
             _sql(session, "SELECT name FROM probe WHERE name = ?", "x").fetchall()
-            prepared = _sql(session, "SELECT statement FROM pg_prepared_statements").fetchall()
-    assert any("FROM probe WHERE name" in statement for (statement,) in prepared)
+            on_a_thread = prepared(session)
+    assert any("FROM probe WHERE name" in statement for statement in on_a_thread)
+
+    database = Database(engine)
+
+    async def on_the_loop() -> list[str]:
+        for _ in range(6):
+            await database.read(lambda session: LogRepository(session).size())
+        return await database.read(prepared)
+
+    assert any("FROM log_leaf" in statement for statement in asyncio.run(on_the_loop()))
+    database.close()
+
+
+def test_a_read_on_the_loop_sees_every_commit_before_it(engine: Engine) -> None:
+    """A loop reads on a connection it keeps: on SQLite each read is a transaction of its own, so the connection holds
+    no snapshot of the database from one read to the next."""
+    database = Database(engine)
+
+    def names(session: Session) -> set[str]:
+        return {name for (name,) in _sql(session, "SELECT name FROM probe")}
+
+    async def scenario() -> None:
+        assert await database.read(names) == set()
+        with engine.begin() as elsewhere:
+            elsewhere.exec_driver_sql("INSERT INTO probe (name) VALUES ('elsewhere')")
+        assert await database.read(names) == {"elsewhere"}
+        assert await database.write(_insert("written")) == "written"
+        assert await database.read(names) == {"elsewhere", "written"}
+
+    asyncio.run(scenario())
+    database.close()
 
 
 def test_reads_and_writes_go_on_after_the_database_ends_every_connection(engine: Engine) -> None:
-    """As after a restart of PostgreSQL: pooled connections are not tested before each read (a round trip each), so
-    the read that finds its connection dead runs once more on a new one, and the pool lets go of the others; the
-    writer finds its connection dead before it writes anything, and starts its batch again on a new one."""
+    """As after a restart of PostgreSQL: connections are not tested before each read (a round trip each), so the read
+    that finds its connection dead (the loop's own, or one of the pool) runs once more on a new one, and the pool lets
+    go of the others; the writer finds its connection dead before it writes anything, and starts its batch again on
+    a new one."""
     if engine.dialect.name != "postgresql":
         pytest.skip("a database server that ends its connections: PostgreSQL only")
     database = Database(engine)
@@ -287,7 +322,7 @@ def test_reads_and_writes_go_on_after_the_database_ends_every_connection(engine:
         return int(_sql(session, "SELECT pg_backend_pid()").fetchone()[0])
 
     async def scenario() -> None:  # one loop, so one writer and its connection throughout
-        pids = [await database.write(backend)]
+        pids = [await database.write(backend), await database.read(backend)]
         with contextlib.ExitStack() as stack:  # three connections in the pool
             pids += [backend(stack.enter_context(db.read_session(engine))) for _ in range(3)]
         with engine.connect() as admin:  # a connection of the pool too: it ends the others

@@ -27,7 +27,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 from weakref import WeakKeyDictionary
@@ -660,9 +660,14 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWriter] = WeakKeyDictionary()
+        self._readers: WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadConnection] = WeakKeyDictionary()
 
     async def read(self, query: Callable[[Session], _T]) -> _T:
-        return _read(self.engine, query)
+        loop = asyncio.get_running_loop()
+        reader = self._readers.get(loop)
+        if reader is None:
+            reader = self._readers[loop] = _ReadConnection(self.engine)
+        return reader.read(query)
 
     async def write(self, job: Callable[[Session], _T]) -> _T:
         loop = asyncio.get_running_loop()
@@ -676,19 +681,55 @@ class Database:
         for writer in list(self._writers.values()):
             writer.close()
         self._writers.clear()
+        for reader in list(self._readers.values()):
+            reader.close()
+        self._readers.clear()
 
 
-def _read(engine: Engine, query: Callable[[Session], _T]) -> _T:
-    try:
-        with read_session(engine) as session:
+class _ReadConnection:
+    """The connection one event loop reads on, kept open: its reads run one at a time, and taking a connection from
+    the pool, setting it up and handing it back cost a read more than its statement (docs/BENCHMARKS.md).
+
+    Each read is a transaction of its own on SQLite, so that it sees every commit before it and holds no snapshot
+    afterwards; on PostgreSQL the connection is in autocommit mode, as :func:`read_session` explains.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._autocommit = engine.dialect.name == "postgresql"
+        self._connection: Connection | None = None
+
+    def _get(self) -> Connection:
+        if self._connection is None or self._connection.invalidated:
+            self.close()
+            connection = self._engine.connect()
+            if self._autocommit:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._connection = connection
+        return self._connection
+
+    def read(self, query: Callable[[Session], _T]) -> _T:
+        try:
+            return self._run(query)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+        # Its connection had died (the database restarted, or ended it); a read changes nothing, so it runs once
+        # more, on a new connection. The connection is not tested before each read: a round trip each.
+        return self._run(query)
+
+    def _run(self, query: Callable[[Session], _T]) -> _T:
+        connection = self._get()
+        # In autocommit mode a transaction would only be SQLAlchemy's bookkeeping.
+        transaction = nullcontext() if self._autocommit else connection.begin()
+        with transaction, Session(bind=connection, expire_on_commit=False) as session:
+            session.info[_CONNECTION] = connection
             return query(session)
-    except DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-    # Its connection had died (the database restarted, or ended it) and is gone now; a read changes nothing, so it
-    # runs once more, on a new connection. Pooled connections are not tested before each read: a round trip each.
-    with read_session(engine) as session:
-        return query(session)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 _WRITERS: WeakKeyDictionary[Engine, _Writer] = WeakKeyDictionary()

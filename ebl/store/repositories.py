@@ -6,8 +6,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+from psycopg import RawCursor
 from psycopg.types.json import Json
 from sqlalchemy import bindparam, func
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -44,11 +46,21 @@ _KEYS_OF_PARTY = (
 )
 
 
+@lru_cache(maxsize=512)
+def _numbered(statement: str) -> str:
+    """``statement`` with its ``?`` placeholders written as PostgreSQL's: ``$1``, ``$2``…"""
+    *parts, last = statement.split("?")
+    return "".join(f"{part}${number}" for number, part in enumerate(parts, start=1)) + last
+
+
 class _DriverSql:
     """SQL sent straight to the database driver, on the connection of the session's transaction.
 
     For the statements every action runs: no ORM unit of work and no statement compilation. Statements use ``?``
-    placeholders and SQL that SQLite and PostgreSQL both speak.
+    placeholders and SQL that SQLite and PostgreSQL both speak. On PostgreSQL they go through psycopg's raw cursor,
+    numbered ``$1``, ``$2``…: psycopg's own ``%s`` placeholders are parsed in Python for each statement, and the parse
+    is cached only for statements of up to 50 parameters, where a batch's multi-row inserts have more; parsing one
+    cost twice what sending it did (docs/BENCHMARKS.md).
     """
 
     def __init__(self, session: Session) -> None:
@@ -63,10 +75,10 @@ class _DriverSql:
         if self._driver is None:
             # The session keeps one connection for its transaction, and a repository lives within one transaction.
             self._driver = driver_connection(self._session)
-        if self._postgresql:
-            statement = statement.replace("?", "%s")
         dbapi = self._session.get_bind().dialect.loaded_dbapi
         try:
+            if self._postgresql:
+                return RawCursor(self._driver).execute(_numbered(statement), parameters)
             return self._driver.execute(statement, parameters)
         except dbapi.IntegrityError as exc:
             raise IntegrityError(statement, parameters, exc) from exc
