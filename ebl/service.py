@@ -525,7 +525,10 @@ class Node:
         _validate_document(document, at=document_path)
         issue_to_json = request.issueTo.model_dump(exclude_none=True)
         facts = DocumentFacts.of(document)
-        document_checksum = canonical.checksum(document)
+        # Stored in its RFC 8785 form, the text its checksum is of: one serialisation for both.
+        canonical_document = canonical.canonicalize(document)
+        document_checksum = canonical.sha256_hex(canonical_document)
+        document_json = canonical_document.decode()
         # Everything that needs no lock is done before the write, which then only checks and stores: the writes
         # waiting meanwhile wait for as short a time as they can.
         recipient = await self._resolve(issue_to_json, request.issueTo.sendToPlatform, "issueTo")
@@ -554,8 +557,6 @@ class Node:
             issuanceManifestSignedContent=manifest,
         )
         entry = chain.sign_entry(payload, signing_key)
-
-        document_json = json.dumps(document, ensure_ascii=False)
 
         def store(session: Session) -> Ebl:
             ebls = EblRepository(session)

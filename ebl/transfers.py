@@ -307,7 +307,7 @@ class Transfers:
             row = ebls.add(
                 reference=opened.reference,
                 sub_reference=str(opened.document.get("transportDocumentSubReference", "")),
-                document_json=json.dumps(opened.document, ensure_ascii=False),
+                document_json=canonical.canonicalize(opened.document).decode(),
                 document_checksum=opened.document_checksum,
                 issue_to=bundle["issueTo"] if bundle is not None else _issue_to(opened.transactions[0]),
                 status="",

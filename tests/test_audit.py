@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from ebl import cli
+from ebl import canonical, cli
 from ebl.service import Node
 from tests.conftest import Api
 from tests.test_api import play_story
@@ -117,3 +119,14 @@ def test_tampering_is_found_and_named(
     assert "AUDIT FAILED" in out
     failure = next(line for line in out.splitlines() if line.startswith("FAILED: "))
     assert named in failure, failure
+
+
+def test_a_document_is_stored_as_the_text_its_checksum_is_of(api: Api, node: Node, sample: dict[str, Any]) -> None:
+    """One serialisation of the document, its RFC 8785 form: what the checksum hashes is what the database holds."""
+    play_story(api, sample)
+    with node.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT document_json, document_checksum FROM ebl").all()
+    assert rows
+    for stored, checksum in rows:
+        assert stored.encode() == canonical.canonicalize(json.loads(stored))
+        assert hashlib.sha256(stored.encode()).hexdigest() == checksum
