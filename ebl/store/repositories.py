@@ -157,7 +157,7 @@ class PartyRepository(_DriverSql):
 
 @dataclass(frozen=True, slots=True)
 class Ebl:
-    """An eBL as stored: its document, exactly as received, and a cache of its state (the chain is the truth)."""
+    """An eBL as stored: its document (in its RFC 8785 form), and a cache of its state (the chain is the truth)."""
 
     id: int
     transport_document_reference: str
