@@ -59,6 +59,7 @@ from ebl.store.repositories import (
     Entry,
     IdempotencyRepository,
     LogRepository,
+    NewEbl,
     NewEntry,
     PartyRepository,
     TransferRepository,
@@ -560,20 +561,23 @@ class Node:
 
         def store(session: Session) -> Ebl:
             ebls = EblRepository(session)
-            self._check_not_issued(ebls, facts.transport_document_reference, document, document_checksum)
-            try:
-                row = ebls.add(
-                    reference=facts.transport_document_reference,
-                    sub_reference=str(document.get("transportDocumentSubReference", "")),
-                    document_json=document_json,
-                    document_checksum=document_checksum,
-                    issue_to=issue_to_json,
-                    status=state.status.value,
-                    chain_length=1,
-                    created_at=_now(),
-                )
-            except IntegrityError:
-                raise duplicate from None
+            new = NewEbl(
+                reference=facts.transport_document_reference,
+                sub_reference=str(document.get("transportDocumentSubReference", "")),
+                document_json=document_json,
+                document_checksum=document_checksum,
+                issue_to=issue_to_json,
+                status=state.status.value,
+                chain_length=1,
+                created_at=_now(),
+            )
+            row = ebls.add_first(new)
+            if row is None:  # the reference is taken: a duplicate, or the amended re-issue of a surrendered eBL
+                self._check_not_issued(ebls, facts.transport_document_reference, document, document_checksum)
+                try:
+                    row = ebls.add(new)
+                except IntegrityError:
+                    raise duplicate from None
             self._record(session, row.id, payload, entry, [caller.id, *recipient.local_ids, *(p.id for p in named)])
             if state.platform != self.platform:
                 self.transfers.record_departure(session, row.id, 0, state.platform)

@@ -39,6 +39,7 @@ from ebl.store.repositories import (
     EblRepository,
     Entry,
     LogRepository,
+    NewEbl,
     NewEntry,
     PartyRepository,
     TransferRepository,
@@ -305,14 +306,16 @@ class Transfers:
         bundle = opened.bundle
         if row is None:
             row = ebls.add(
-                reference=opened.reference,
-                sub_reference=str(opened.document.get("transportDocumentSubReference", "")),
-                document_json=canonical.canonicalize(opened.document).decode(),
-                document_checksum=opened.document_checksum,
-                issue_to=bundle["issueTo"] if bundle is not None else _issue_to(opened.transactions[0]),
-                status="",
-                chain_length=0,
-                created_at=_now(),
+                NewEbl(
+                    reference=opened.reference,
+                    sub_reference=str(opened.document.get("transportDocumentSubReference", "")),
+                    document_json=canonical.canonicalize(opened.document).decode(),
+                    document_checksum=opened.document_checksum,
+                    issue_to=bundle["issueTo"] if bundle is not None else _issue_to(opened.transactions[0]),
+                    status="",
+                    chain_length=0,
+                    created_at=_now(),
+                )
             )
         held_hops = len(transfers.chain(row.id))
         covered = 0

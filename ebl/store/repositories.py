@@ -180,6 +180,20 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class NewEbl:
+    """An eBL to store."""
+
+    reference: str
+    sub_reference: str
+    document_json: str
+    document_checksum: str
+    issue_to: dict[str, Any]
+    status: str
+    chain_length: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NewEntry:
     """A chain entry to store: its eBL, the entry, the code of its action, when it was recorded."""
 
@@ -251,44 +265,50 @@ class EblRepository(_DriverSql):
         ).fetchone()
         return None if row is None else self._ebl(row)
 
-    def add(
-        self,
-        *,
-        reference: str,
-        sub_reference: str,
-        document_json: str,
-        document_checksum: str,
-        issue_to: dict[str, Any],
-        status: str,
-        chain_length: int,
-        created_at: datetime,
-    ) -> Ebl:
+    def add(self, new: NewEbl) -> Ebl:
         """Store a new eBL: a second one with the same reference and sub-reference raises ``IntegrityError``."""
-        (ebl_id,) = self._execute(
+        stored = self._insert(new, "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        assert stored is not None
+        return stored
+
+    def add_first(self, new: NewEbl) -> Ebl | None:
+        """Store a new eBL only if no eBL has its reference yet, else ``None``: one statement where a lookup and an
+        insert were two. Run it in a write, whose turn keeps any other from adding the reference meanwhile."""
+        return self._insert(
+            new,
+            "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM ebl WHERE transport_document_reference = ?)",
+            new.reference,
+        )
+
+    def _insert(self, new: NewEbl, source: str, *source_parameters: Any) -> Ebl | None:
+        row = self._execute(
             "INSERT INTO ebl (transport_document_reference, transport_document_sub_reference, document_json, "
-            "document_checksum, issue_to, status, chain_length, superseded, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            f"document_checksum, issue_to, status, chain_length, superseded, created_at) {source} RETURNING id",
             (
-                reference,
-                sub_reference,
-                document_json,
-                document_checksum,
-                self._to_json(issue_to),
-                status,
-                chain_length,
+                new.reference,
+                new.sub_reference,
+                new.document_json,
+                new.document_checksum,
+                self._to_json(new.issue_to),
+                new.status,
+                new.chain_length,
                 False,
-                self._timestamp(created_at),
+                self._timestamp(new.created_at),
+                *source_parameters,
             ),
         ).fetchone()
+        if row is None:
+            return None
         return Ebl(
-            int(ebl_id),
-            reference,
-            sub_reference,
-            document_json,
-            document_checksum,
-            issue_to,
-            status,
-            chain_length,
+            int(row[0]),
+            new.reference,
+            new.sub_reference,
+            new.document_json,
+            new.document_checksum,
+            new.issue_to,
+            new.status,
+            new.chain_length,
             False,
         )
 
