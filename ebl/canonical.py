@@ -170,3 +170,10 @@ def sha256_hex(data: bytes) -> str:
 def checksum(value: Any) -> str:
     """``sha256_hex(JCS(value))``: DCSA's ``transportDocumentChecksum`` and ``issueToChecksum``."""
     return sha256_hex(canonicalize(value))
+
+
+def text_and_checksum(value: Any) -> tuple[str, str]:
+    """The RFC 8785 text of a value and its :func:`checksum`, from one serialisation: a transport document is stored
+    as the text its checksum is of."""
+    canonical = canonicalize(value)
+    return canonical.decode(), sha256_hex(canonical)

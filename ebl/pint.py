@@ -135,6 +135,8 @@ class OpenedEnvelope:
     """An envelope whose signatures and structure hold (:func:`open_envelope`)."""
 
     document: dict[str, Any]
+    document_json: str
+    """The document in its RFC 8785 form, the text its checksum is of."""
     document_checksum: str
     manifest: EnvelopeManifest
     chain: tuple[str, ...]
@@ -202,7 +204,7 @@ def open_envelope(body: Any, trust: TrustStore, *, receiver: str) -> OpenedEnvel
             raise Refusal("BENV", f"envelopeTransferChain[{i}] repeats what only the first entry carries")
     # 4. One document throughout: the anti-replay check.
     try:
-        document_checksum = canonical.checksum(document)
+        document_json, document_checksum = canonical.text_and_checksum(document)
     except EblError as exc:
         raise Refusal("BENV", f"transportDocument has no RFC 8785 checksum: {exc.message}") from None
     claimed = [manifest.transportDocumentChecksum, issued.documentChecksum] + [
@@ -231,6 +233,7 @@ def open_envelope(body: Any, trust: TrustStore, *, receiver: str) -> OpenedEnvel
         raise Refusal("BENV", f"the envelope is for platform {addressee.get('eblPlatform')}, not {receiver}")
     return OpenedEnvelope(
         document=document,
+        document_json=document_json,
         document_checksum=document_checksum,
         manifest=manifest,
         chain=tuple(chain_jws),

@@ -526,10 +526,7 @@ class Node:
         _validate_document(document, at=document_path)
         issue_to_json = request.issueTo.model_dump(exclude_none=True)
         facts = DocumentFacts.of(document)
-        # Stored in its RFC 8785 form, the text its checksum is of: one serialisation for both.
-        canonical_document = canonical.canonicalize(document)
-        document_checksum = canonical.sha256_hex(canonical_document)
-        document_json = canonical_document.decode()
+        document_json, document_checksum = canonical.text_and_checksum(document)
         # Everything that needs no lock is done before the write, which then only checks and stores: the writes
         # waiting meanwhile wait for as short a time as they can.
         recipient = await self._resolve(issue_to_json, request.issueTo.sendToPlatform, "issueTo")

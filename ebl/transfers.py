@@ -309,7 +309,7 @@ class Transfers:
                 NewEbl(
                     reference=opened.reference,
                     sub_reference=str(opened.document.get("transportDocumentSubReference", "")),
-                    document_json=canonical.canonicalize(opened.document).decode(),
+                    document_json=opened.document_json,
                     document_checksum=opened.document_checksum,
                     issue_to=bundle["issueTo"] if bundle is not None else _issue_to(opened.transactions[0]),
                     status="",

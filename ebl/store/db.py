@@ -68,7 +68,8 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
             raise DatabaseSetupError(
                 f"PostgreSQL is reached through psycopg 3: write the URL as {SUPPORTED_BACKENDS[backend]}"
             )
-        # No pre-ping (a round trip for every read): a read that finds its connection dead runs again (_read).
+        # No pre-ping (a round trip for every read): a loop's read that finds its connection dead runs again
+        # (_LoopReader.read).
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
         _add_writer(engine)
         return engine
@@ -399,16 +400,19 @@ class _SqliteTurn:
             turn.give()
 
 
-class _WriteConnection:
-    """The connection a writer keeps open for its transactions, opened again after a failure."""
+class _KeptConnection:
+    """A connection kept open (a writer's, or a loop's for its reads), with these execution options; opened again
+    once it has been invalidated or discarded."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, **options: Any) -> None:
         self._engine = engine
+        self._options = options
         self._connection: Connection | None = None
 
     def get(self) -> Connection:
         if self._connection is None or self._connection.invalidated:
-            self._connection = self._engine.connect().execution_options(**{_WRITE: True})
+            self.discard()
+            self._connection = self._engine.connect().execution_options(**self._options)
         return self._connection
 
     def discard(self) -> None:
@@ -470,7 +474,7 @@ class _Writer:
         self._waiting: deque[_Job[Any]] = deque()
         self._leader: int | None = None
         self._connection_in_use = threading.Lock()
-        self._connection = _WriteConnection(engine)
+        self._connection = _KeptConnection(engine, **{_WRITE: True})
 
     def submit(self, run: Callable[[Session], _T]) -> _T:
         job = _Job(run)
@@ -543,7 +547,7 @@ class _LoopWriter:
         self._turn = _SqliteTurn.of(engine)
         self._waiting: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
         self._draining: asyncio.Task[None] | None = None
-        self._connection = _WriteConnection(engine)
+        self._connection = _KeptConnection(engine, **{_WRITE: True})
 
     async def submit(self, run: Callable[[Session], _T]) -> _T:
         loop = asyncio.get_running_loop()
@@ -659,54 +663,43 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWriter] = WeakKeyDictionary()
-        self._readers: WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadConnection] = WeakKeyDictionary()
+        self._loops: WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[_LoopReader, _LoopWriter]] = WeakKeyDictionary()
+
+    def _of_this_loop(self) -> tuple[_LoopReader, _LoopWriter]:
+        loop = asyncio.get_running_loop()
+        found = self._loops.get(loop)
+        if found is None:
+            found = self._loops[loop] = (_LoopReader(self.engine), _LoopWriter(self.engine))
+        return found
 
     async def read(self, query: Callable[[Session], _T]) -> _T:
-        loop = asyncio.get_running_loop()
-        reader = self._readers.get(loop)
-        if reader is None:
-            reader = self._readers[loop] = _ReadConnection(self.engine)
+        reader, _ = self._of_this_loop()
         return reader.read(query)
 
     async def write(self, job: Callable[[Session], _T]) -> _T:
-        loop = asyncio.get_running_loop()
-        writer = self._writers.get(loop)
-        if writer is None:
-            writer = self._writers[loop] = _LoopWriter(self.engine)
+        _, writer = self._of_this_loop()
         return await writer.submit(job)
 
     def close(self) -> None:
-        """Close the connections of the loops' writers (call it once no loop writes any more)."""
-        for writer in list(self._writers.values()):
-            writer.close()
-        self._writers.clear()
-        for reader in list(self._readers.values()):
+        """Close the connections the loops read and write on (call it once no loop uses the database any more)."""
+        for reader, writer in list(self._loops.values()):
             reader.close()
-        self._readers.clear()
+            writer.close()
+        self._loops.clear()
 
 
-class _ReadConnection:
-    """The connection one event loop reads on, kept open: its reads run one at a time, and taking a connection from
-    the pool, setting it up and handing it back cost a read more than its statement (docs/BENCHMARKS.md).
+class _LoopReader:
+    """Reads for one event loop, on a connection it keeps open: its reads run one at a time, and taking a connection
+    from the pool, setting it up and handing it back cost a read more than its statement (docs/BENCHMARKS.md).
 
     Each read is a transaction of its own on SQLite, so that it sees every commit before it and holds no snapshot
     afterwards; on PostgreSQL the connection is in autocommit mode, as :func:`read_session` explains.
     """
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
         self._autocommit = engine.dialect.name == "postgresql"
-        self._connection: Connection | None = None
-
-    def _get(self) -> Connection:
-        if self._connection is None or self._connection.invalidated:
-            self.close()
-            connection = self._engine.connect()
-            if self._autocommit:
-                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            self._connection = connection
-        return self._connection
+        options = {"isolation_level": "AUTOCOMMIT"} if self._autocommit else {}
+        self._connection = _KeptConnection(engine, **options)
 
     def read(self, query: Callable[[Session], _T]) -> _T:
         try:
@@ -719,7 +712,7 @@ class _ReadConnection:
         return self._run(query)
 
     def _run(self, query: Callable[[Session], _T]) -> _T:
-        connection = self._get()
+        connection = self._connection.get()
         # In autocommit mode a transaction would only be SQLAlchemy's bookkeeping.
         transaction = nullcontext() if self._autocommit else connection.begin()
         with transaction, Session(bind=connection, expire_on_commit=False) as session:
@@ -727,9 +720,7 @@ class _ReadConnection:
             return query(session)
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._connection.discard()
 
 
 _WRITERS: WeakKeyDictionary[Engine, _Writer] = WeakKeyDictionary()

@@ -65,7 +65,9 @@ class _DriverSql:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._postgresql = session.get_bind().dialect.name == "postgresql"
+        dialect = session.get_bind().dialect
+        self._postgresql = dialect.name == "postgresql"
+        self._dbapi = dialect.loaded_dbapi
         self._driver: Any = None
 
     def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
@@ -75,14 +77,13 @@ class _DriverSql:
         if self._driver is None:
             # The session keeps one connection for its transaction, and a repository lives within one transaction.
             self._driver = driver_connection(self._session)
-        dbapi = self._session.get_bind().dialect.loaded_dbapi
         try:
             if self._postgresql:
                 return RawCursor(self._driver).execute(_numbered(statement), parameters)
             return self._driver.execute(statement, parameters)
-        except dbapi.IntegrityError as exc:
+        except self._dbapi.IntegrityError as exc:
             raise IntegrityError(statement, parameters, exc) from exc
-        except dbapi.OperationalError as exc:
+        except self._dbapi.OperationalError as exc:
             if discard_if_lost(self._session):
                 raise OperationalError(statement, parameters, exc, connection_invalidated=True) from exc
             raise
