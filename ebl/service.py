@@ -53,6 +53,7 @@ from ebl.log.witness import AddCheckpoint, Witness, witness_name
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
 from ebl.store.db import Database, at_end, make_engine, migrate, read_session, write
 from ebl.store.repositories import (
+    Advance,
     Ebl,
     EblRecord,
     EblRepository,
@@ -269,6 +270,18 @@ class _Recorded:
     def __init__(self) -> None:
         self.entries: list[NewEntry] = []
         self.involved: list[tuple[int, str]] = []
+
+
+def _advance(session: Session, moves: list[tuple[Advance, LostRace]]) -> None:
+    """Move on the eBLs that the actions of a write batch act on, in one statement (:func:`ebl.store.db.at_end`). If
+    one was moved by another action since it was read, that action has lost: here it fails the batch, which runs
+    again write by write, and there, alone in its write, it answers 409 with nothing written."""
+    moved = EblRepository(session).advance([move for move, _ in moves])
+    seen: set[int] = set()
+    for move, lost in moves:
+        if move.ebl_id not in moved or move.ebl_id in seen:
+            raise lost
+        seen.add(move.ebl_id)
 
 
 def _store_recorded(session: Session, recorded: _Recorded) -> None:
@@ -701,11 +714,8 @@ class Node:
         departs = destination != self.platform
 
         def store(session: Session) -> None:
-            ebls = EblRepository(session)
-            if not ebls.advance(
-                row.id, from_length=len(entries), status=new_state.status.value, chain_length=new_state.length
-            ):
-                raise lost
+            move = Advance(row.id, len(entries), new_state.status.value, new_state.length)
+            at_end(session, _advance, list, _advance).append((move, lost))
             self._record(session, row.id, payload, entry, [caller.id, *(recipient.local_ids if recipient else [])])
             if departs:
                 self.transfers.record_departure(session, row.id, payload.sequence, destination)

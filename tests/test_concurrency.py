@@ -7,6 +7,7 @@ its own engine and so its own connections, and only the database stands between 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,10 @@ from sqlalchemy.exc import IntegrityError
 
 from api.app import create_app
 from ebl.audit import AuditSummary, audit
-from ebl.service import Node
+from ebl.errors import LostRace
+from ebl.service import EblView, Node, TransactionRequest
 from ebl.store.db import read_session, write
-from ebl.store.repositories import EblRepository, Entry, NewEntry
+from ebl.store.repositories import Advance, EblRepository, Entry, NewEntry
 from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, CQ_CUSTOMS, SG_BANK, SG_CUSTOMS, SHIPPER, Api, assert_error
 
 REF = "YXRS2611CKGSIN001"
@@ -147,9 +149,8 @@ def test_an_action_built_on_a_stale_read_advances_nothing(api: Api, node: Node, 
             ebls = EblRepository(session)
             if supersede_first:
                 ebls.supersede(row.id)
-            outcomes.append(
-                ebls.advance(row.id, from_length=from_length, status="ISSUED", chain_length=from_length + 1)
-            )
+            moved = ebls.advance([Advance(row.id, from_length, "ISSUED", from_length + 1)])
+            outcomes.append(moved == {row.id})
             raise LookupError("rolled back: this test writes nothing")
 
         with pytest.raises(LookupError):
@@ -161,3 +162,40 @@ def test_an_action_built_on_a_stale_read_advances_nothing(api: Api, node: Node, 
     assert outcomes == [False, False, True]
     assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 1
     assert api.act(SHIPPER, REF, "TRANSFER", CQ_BANK).status_code == 201
+
+
+def test_a_conflict_inside_one_write_batch_loses_only_the_later_action(
+    api: Api, node: Node, sample: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Actions whose writes wait together share one transaction, and the eBLs they move on are moved in one
+    statement. Two transfers built on one read of an eBL land in the same batch: that statement moves the eBL once,
+    the batch runs again write by write, and only the second transfer loses; a transfer of another eBL in the batch
+    stands."""
+    other = copy.deepcopy(sample)
+    other["transportDocumentReference"] = "YXRS2611CKGSIN002"
+    assert api.issue(sample).status_code == 201
+    assert api.issue(other).status_code == 201
+    shipper = node.authenticate(api.parties[SHIPPER]["apiKey"])
+    statements: list[int] = []
+    advance = EblRepository.advance
+
+    def counted(self: EblRepository, moves: list[Advance]) -> set[int]:
+        statements.append(len(moves))
+        return advance(self, moves)
+
+    monkeypatch.setattr(EblRepository, "advance", counted)
+
+    def transfer(to: str) -> TransactionRequest:
+        return TransactionRequest.model_validate({"actionCode": "TRANSFER", "recipient": api.ref(to)})
+
+    async def at_once() -> list[Any]:
+        acts = [(REF, CQ_BANK), (REF, SG_BANK), (other["transportDocumentReference"], CQ_BANK)]
+        return await asyncio.gather(*(node.act(shipper, ref, transfer(to)) for ref, to in acts), return_exceptions=True)
+
+    first, second, third = asyncio.run(at_once())
+    assert statements == [3, 1, 1, 1]  # the batch's one statement, then one per write when it ran again
+    assert isinstance(first, EblView) and first.possessor["partyName"] == CQ_BANK
+    assert isinstance(second, LostRace)
+    assert isinstance(third, EblView) and third.chainLength == 2
+    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["possessor"]["partyName"] == CQ_BANK
+    _assert_audit_passes(node)

@@ -195,6 +195,16 @@ class NewEbl:
 
 
 @dataclass(frozen=True, slots=True)
+class Advance:
+    """An action's move of its eBL: to ``status`` and ``chain_length``, if its chain is still ``from_length`` long."""
+
+    ebl_id: int
+    from_length: int
+    status: str
+    chain_length: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewEntry:
     """A chain entry to store: its eBL, the entry, the code of its action, when it was recorded."""
 
@@ -313,18 +323,22 @@ class EblRepository(_DriverSql):
             False,
         )
 
-    def advance(self, ebl_id: int, *, from_length: int, status: str, chain_length: int) -> bool:
-        """Set an eBL's status and length if its chain is still ``from_length`` entries long and it is not superseded;
-        whether it was.
+    def advance(self, advances: Sequence[Advance]) -> set[int]:
+        """Move each eBL on to its new status and length if its chain is still ``from_length`` entries long and it is
+        not superseded, all in one statement; the ids of those it moved.
 
-        A compare-and-set: the update locks the row until the transaction ends, so conflicting actions on one eBL
+        A compare-and-set: the update locks the rows until the transaction ends, so conflicting actions on one eBL
         queue up, and one that was built on a chain that has grown since finds it out here, with nothing written.
+        Two advances of one eBL move it at most once.
         """
-        cursor = self._execute(
-            "UPDATE ebl SET status = ?, chain_length = ? WHERE id = ? AND chain_length = ? AND superseded = ?",
-            (status, chain_length, ebl_id, from_length, False),
-        )
-        return bool(cursor.rowcount == 1)
+        rows = self._execute(
+            "UPDATE ebl SET status = v.column3, chain_length = v.column4 FROM (VALUES "  # noqa: S608
+            + ", ".join(["(CAST(? AS INTEGER), CAST(? AS INTEGER), ?, CAST(? AS INTEGER))"] * len(advances))
+            + ") AS v WHERE ebl.id = v.column1 AND ebl.chain_length = v.column2 AND ebl.superseded = ? "
+            "RETURNING ebl.id",
+            [*(value for a in advances for value in (a.ebl_id, a.from_length, a.status, a.chain_length)), False],
+        ).fetchall()
+        return {int(ebl_id) for (ebl_id,) in rows}
 
     def set_state(self, ebl_id: int, *, status: str, chain_length: int) -> None:
         self._execute("UPDATE ebl SET status = ?, chain_length = ? WHERE id = ?", (status, chain_length, ebl_id))
