@@ -284,6 +284,55 @@ def _advance(session: Session, moves: list[tuple[Advance, LostRace]]) -> None:
         seen.add(move.ebl_id)
 
 
+@dataclass(slots=True)
+class _Issuance:
+    """An issuance's write, done at the end of its batch (:func:`_store_issued`)."""
+
+    new: NewEbl
+    record: Callable[[Session, int], None]
+    """Records the issuance's chain entry, log leaf and involvements once its eBL has an id."""
+    duplicate: DuplicateIssuance
+    stored: Ebl | None = None
+
+
+def _store_issued(session: Session, issuances: list[_Issuance]) -> None:
+    """Store the eBLs that the issuances of a write batch issue, in one statement, then record each one's chain entry
+    with its eBL's id (:func:`ebl.store.db.at_end`, done first). A reference taken already is looked at alone: a
+    duplicate, or the amended re-issue of a surrendered eBL. Two issuances of one reference in the batch fail it, and
+    it runs again write by write, where the second finds the first's eBL."""
+    references = {issuance.new.reference for issuance in issuances}
+    if len(references) < len(issuances):
+        raise issuances[-1].duplicate
+    ebls = EblRepository(session)
+    stored = ebls.add_first([issuance.new for issuance in issuances])
+    for issuance in issuances:
+        issuance.stored = stored.get(issuance.new.reference) or _reissue(ebls, issuance)
+        issuance.record(session, issuance.stored.id)
+
+
+def _reissue(ebls: EblRepository, issuance: _Issuance) -> Ebl:
+    """Store an eBL whose reference is taken, if it is the amended re-issue of the surrendered eBL that holds it,
+    which it then supersedes; else it is a duplicate (409)."""
+    new = issuance.new
+    latest = ebls.latest(new.reference, for_update=True)
+    if latest is not None:
+        if latest.document_checksum == new.document_checksum:
+            raise DuplicateIssuance(f"{new.reference} is already issued with this document")
+        if (
+            latest.status != Status.SURRENDERED_FOR_AMENDMENT
+            or new.sub_reference == latest.transport_document_sub_reference
+        ):
+            raise DuplicateIssuance(
+                f"{new.reference} is already issued; an amended document is issued only after an accepted "
+                "SURRENDER_FOR_AMENDMENT, with a new transportDocumentSubReference"
+            )
+        ebls.supersede(latest.id)
+    try:
+        return ebls.add(new)
+    except IntegrityError:
+        raise issuance.duplicate from None
+
+
 def _store_recorded(session: Session, recorded: _Recorded) -> None:
     ebls = EblRepository(session)
     ebls.add_entries(recorded.entries)
@@ -569,38 +618,35 @@ class Node:
         )
         entry = chain.sign_entry(payload, signing_key)
 
-        def store(session: Session) -> Ebl:
-            ebls = EblRepository(session)
-            new = NewEbl(
-                reference=facts.transport_document_reference,
-                sub_reference=str(document.get("transportDocumentSubReference", "")),
-                document_json=document_json,
-                document_checksum=document_checksum,
-                issue_to=issue_to_json,
-                status=state.status.value,
-                chain_length=1,
-                created_at=_now(),
-            )
-            row = ebls.add_first(new)
-            if row is None:  # the reference is taken: a duplicate, or the amended re-issue of a surrendered eBL
-                self._check_not_issued(ebls, facts.transport_document_reference, document, document_checksum)
-                try:
-                    row = ebls.add(new)
-                except IntegrityError:
-                    raise duplicate from None
-            self._record(session, row.id, payload, entry, [caller.id, *recipient.local_ids, *(p.id for p in named)])
-            if state.platform != self.platform:
-                self.transfers.record_departure(session, row.id, 0, state.platform)
-            return row
-
-        duplicate = DuplicateIssuance(
-            f"{facts.transport_document_reference} was issued concurrently by another request"
+        new = NewEbl(
+            reference=facts.transport_document_reference,
+            sub_reference=str(document.get("transportDocumentSubReference", "")),
+            document_json=document_json,
+            document_checksum=document_checksum,
+            issue_to=issue_to_json,
+            status=state.status.value,
+            chain_length=1,
+            created_at=_now(),
         )
+
+        def record(session: Session, ebl_id: int) -> None:
+            self._record(session, ebl_id, payload, entry, [caller.id, *recipient.local_ids, *(p.id for p in named)])
+            if state.platform != self.platform:
+                self.transfers.record_departure(session, ebl_id, 0, state.platform)
+
+        issuance = _Issuance(
+            new, record, DuplicateIssuance(f"{new.reference} was issued concurrently by another request")
+        )
+
+        def store(session: Session) -> None:
+            at_end(session, _store_issued, list, _store_issued, first=True).append(issuance)
+
         try:
-            stored = await self.db.write(store)
+            await self.db.write(store)
         except IntegrityError:
-            raise duplicate from None
-        view = self._view(stored, state, document)
+            raise issuance.duplicate from None
+        assert issuance.stored is not None  # set by _store_issued, in the transaction that committed
+        view = self._view(issuance.stored, state, document)
         if state.platform != self.platform:
             self.departed()
         return view
@@ -628,25 +674,6 @@ class Node:
                     ErrorDetail(message=m, property=p, json_path=f"$.issuanceManifest.{p}") for p, m in mismatches
                 ],
             )
-
-    def _check_not_issued(
-        self, ebls: EblRepository, reference: str, document: Mapping[str, Any], document_checksum: str
-    ) -> None:
-        latest = ebls.latest(reference, for_update=True)
-        if latest is None:
-            return
-        if latest.document_checksum == document_checksum:
-            raise DuplicateIssuance(f"{reference} is already issued with this document")
-        sub_reference = str(document.get("transportDocumentSubReference", ""))
-        if (
-            latest.status != Status.SURRENDERED_FOR_AMENDMENT
-            or sub_reference == latest.transport_document_sub_reference
-        ):
-            raise DuplicateIssuance(
-                f"{reference} is already issued; an amended document is issued only after an accepted "
-                "SURRENDER_FOR_AMENDMENT, with a new transportDocumentSubReference"
-            )
-        ebls.supersede(latest.id)
 
     def _record(
         self, session: Session, ebl_id: int, payload: EntryPayload, entry: str, involved: Iterable[str]
@@ -715,7 +742,7 @@ class Node:
 
         def store(session: Session) -> None:
             move = Advance(row.id, len(entries), new_state.status.value, new_state.length)
-            at_end(session, _advance, list, _advance).append((move, lost))
+            at_end(session, _advance, list, _advance, first=True).append((move, lost))
             self._record(session, row.id, payload, entry, [caller.id, *(recipient.local_ids if recipient else [])])
             if departs:
                 self.transfers.record_departure(session, row.id, payload.sequence, destination)

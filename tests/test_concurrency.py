@@ -21,10 +21,10 @@ from sqlalchemy.exc import IntegrityError
 
 from api.app import create_app
 from ebl.audit import AuditSummary, audit
-from ebl.errors import LostRace
-from ebl.service import EblView, Node, TransactionRequest
+from ebl.errors import DuplicateIssuance, LostRace
+from ebl.service import EblView, IssueRequest, Node, TransactionRequest
 from ebl.store.db import read_session, write
-from ebl.store.repositories import Advance, EblRepository, Entry, NewEntry
+from ebl.store.repositories import Advance, Ebl, EblRepository, Entry, NewEbl, NewEntry
 from tests.conftest import CARRIER, CONSIGNEE, CQ_BANK, CQ_CUSTOMS, SG_BANK, SG_CUSTOMS, SHIPPER, Api, assert_error
 
 REF = "YXRS2611CKGSIN001"
@@ -199,3 +199,41 @@ def test_a_conflict_inside_one_write_batch_loses_only_the_later_action(
     assert isinstance(third, EblView) and third.chainLength == 2
     assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["possessor"]["partyName"] == CQ_BANK
     _assert_audit_passes(node)
+
+
+def test_issuances_in_one_write_batch_store_their_ebls_in_one_statement_and_one_reference_once(
+    api: Api, node: Node, sample: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issuances whose writes wait together store their eBLs in one statement. Two of one reference in the batch send
+    it write by write, where the second is a duplicate; the rest of the batch stands."""
+    carrier = node.authenticate(api.parties[CARRIER]["apiKey"])
+    statements: list[int] = []
+    add_first = EblRepository.add_first
+
+    def counted(self: EblRepository, news: list[NewEbl]) -> dict[str, Ebl]:
+        statements.append(len(news))
+        return add_first(self, news)
+
+    monkeypatch.setattr(EblRepository, "add_first", counted)
+
+    def issuance(reference: str) -> IssueRequest:
+        document = copy.deepcopy(sample)
+        document["transportDocumentReference"] = reference
+        return IssueRequest.model_validate({"transportDocument": document, "issueTo": api.issue_to(SHIPPER)})
+
+    async def at_once(references: list[str]) -> list[Any]:
+        return await asyncio.gather(
+            *(node.issue(carrier, issuance(reference)) for reference in references), return_exceptions=True
+        )
+
+    distinct = [f"YXRS2611BATCH{i:03d}" for i in range(3)]
+    assert [view.chainLength for view in asyncio.run(at_once(distinct))] == [1, 1, 1]
+    assert statements == [3]
+
+    statements.clear()
+    first, again, other = asyncio.run(at_once([REF, REF, "YXRS2611BATCH100"]))
+    assert statements == [1, 1, 1]  # the batch failed before its statement, then ran write by write
+    assert isinstance(first, EblView) and isinstance(other, EblView)
+    assert isinstance(again, DuplicateIssuance)
+    summary = _assert_audit_passes(node)
+    assert (summary.ebls, summary.entries) == (5, 5)

@@ -209,7 +209,14 @@ def discard_if_lost(session: Session) -> bool:
     return True
 
 
-def at_end(session: Session, key: object, start: Callable[[], _P], finish: Callable[[Session, _P], None]) -> _P:
+def at_end(
+    session: Session,
+    key: object,
+    start: Callable[[], _P],
+    finish: Callable[[Session, _P], None],
+    *,
+    first: bool = False,
+) -> _P:
     """Work that the writes of a batch share, done once after the last of them, in their transaction.
 
     Returns the value ``start`` made for ``key`` the first time a write of the batch asked for it, for the write to
@@ -217,11 +224,15 @@ def at_end(session: Session, key: object, start: Callable[[], _P], finish: Calla
     ``finish`` fails, the batch fails as a write of it would (:func:`_run_batch`); when the batch runs again, write by
     write, each write's part is finished at the end of that write. So the ledger appends the leaves of a whole batch
     in a few statements instead of a few per write.
+
+    Work asked for ``first`` is done before the rest, in the order it was first asked for, and may ask for more of the
+    rest: the eBL rows of a batch's issuances are stored first, then their chain entries, which need the rows' ids.
     """
     scope: _Scope = session.info[_SCOPE]
-    found = scope.work.get(key)
+    work = scope.first if first else scope.rest
+    found = work.get(key)
     if found is None:
-        found = scope.work[key] = (start(), finish)
+        found = work[key] = (start(), finish)
     return cast(_P, found[0])
 
 
@@ -229,21 +240,23 @@ class _Scope:
     """The work left by the writes of a batch run together, or of one write run in a savepoint of its own, for
     :func:`at_end`."""
 
-    __slots__ = ("work",)
+    __slots__ = ("first", "rest")
 
     def __init__(self) -> None:
-        self.work: dict[object, tuple[Any, Callable[[Session, Any], None]]] = {}
+        self.first: dict[object, tuple[Any, Callable[[Session, Any], None]]] = {}
+        self.rest: dict[object, tuple[Any, Callable[[Session, Any], None]]] = {}
 
     def finish(self, connection: Connection) -> Exception | None:
         """Do the work, in a session on ``connection``'s transaction: the exception it raised, if it failed."""
-        if not self.work:
+        if not self.first and not self.rest:
             return None
         _, error = _run_in_session(connection, self, self._do)
         return error
 
     def _do(self, session: Session) -> None:
-        for value, finish in self.work.values():
-            finish(session, value)
+        for work in (self.first, self.rest):
+            for value, finish in work.values():
+                finish(session, value)
 
 
 def _run_in_session(

@@ -234,6 +234,10 @@ _EBL_COLUMNS = (
     "id, transport_document_reference, transport_document_sub_reference, document_json, document_checksum, "
     "issue_to, status, chain_length, superseded"
 )
+_NEW_EBL_COLUMNS = (
+    "transport_document_reference, transport_document_sub_reference, document_json, document_checksum, issue_to, "
+    "status, chain_length, superseded, created_at"
+)
 # An eBL's row, then the last entry its platform hops cover, then its chain entries as one JSON array of
 # [sequence, jws, checksum]: the two databases' JSON functions differ only in name. Unordered: sorted as read.
 # The queries choose their eBL rows in a subquery (FROM (...) AS ebl), which is planned as if alone: beside these
@@ -278,41 +282,43 @@ class EblRepository(_DriverSql):
 
     def add(self, new: NewEbl) -> Ebl:
         """Store a new eBL: a second one with the same reference and sub-reference raises ``IntegrityError``."""
-        stored = self._insert(new, "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        assert stored is not None
-        return stored
+        (ebl_id,) = self._execute(
+            f"INSERT INTO ebl ({_NEW_EBL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",  # noqa: S608
+            self._values(new),
+        ).fetchone()
+        return self._stored(int(ebl_id), new)
 
-    def add_first(self, new: NewEbl) -> Ebl | None:
-        """Store a new eBL only if no eBL has its reference yet, else ``None``: one statement where a lookup and an
-        insert were two. Run it in a write, whose turn keeps any other from adding the reference meanwhile."""
-        return self._insert(
-            new,
-            "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
-            "WHERE NOT EXISTS (SELECT 1 FROM ebl WHERE transport_document_reference = ?)",
+    def add_first(self, news: Sequence[NewEbl]) -> dict[str, Ebl]:
+        """Store each new eBL whose reference no eBL has yet, in one statement; the stored ones by reference. Run it in
+        a write, whose turn keeps any other from adding a reference meanwhile, and with distinct references: the
+        statement looks only at the eBLs stored before it."""
+        rows = self._execute(
+            f"INSERT INTO ebl ({_NEW_EBL_COLUMNS}) SELECT * FROM (VALUES "  # noqa: S608
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(news))
+            + ") AS v WHERE NOT EXISTS (SELECT 1 FROM ebl WHERE transport_document_reference = v.column1) "
+            "RETURNING id, transport_document_reference",
+            [value for new in news for value in self._values(new)],
+        ).fetchall()
+        by_reference = {new.reference: new for new in news}
+        return {reference: self._stored(int(ebl_id), by_reference[reference]) for ebl_id, reference in rows}
+
+    def _values(self, new: NewEbl) -> tuple[Any, ...]:
+        return (
             new.reference,
+            new.sub_reference,
+            new.document_json,
+            new.document_checksum,
+            self._to_json(new.issue_to),
+            new.status,
+            new.chain_length,
+            False,
+            self._timestamp(new.created_at),
         )
 
-    def _insert(self, new: NewEbl, source: str, *source_parameters: Any) -> Ebl | None:
-        row = self._execute(
-            "INSERT INTO ebl (transport_document_reference, transport_document_sub_reference, document_json, "
-            f"document_checksum, issue_to, status, chain_length, superseded, created_at) {source} RETURNING id",
-            (
-                new.reference,
-                new.sub_reference,
-                new.document_json,
-                new.document_checksum,
-                self._to_json(new.issue_to),
-                new.status,
-                new.chain_length,
-                False,
-                self._timestamp(new.created_at),
-                *source_parameters,
-            ),
-        ).fetchone()
-        if row is None:
-            return None
+    @staticmethod
+    def _stored(ebl_id: int, new: NewEbl) -> Ebl:
         return Ebl(
-            int(row[0]),
+            ebl_id,
             new.reference,
             new.sub_reference,
             new.document_json,
