@@ -273,9 +273,9 @@ class _Recorded:
 
 
 def _advance(session: Session, moves: list[tuple[Advance, LostRace]]) -> None:
-    """Move on the eBLs that the actions of a write batch act on, in one statement (:func:`ebl.store.db.at_end`). If
-    one was moved by another action since it was read, that action has lost: here it fails the batch, which runs
-    again write by write, and there, alone in its write, it answers 409 with nothing written."""
+    """Move on the eBLs that the actions of a write batch act on, in one statement (:func:`ebl.store.db.at_end`, done
+    first). If one was moved by another action since it was read, that action has lost: here it fails the batch,
+    which runs again write by write, and there, alone in its write, it answers 409 with nothing written."""
     moved = EblRepository(session).advance([move for move, _ in moves])
     seen: set[int] = set()
     for move, lost in moves:
