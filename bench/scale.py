@@ -262,7 +262,7 @@ def main() -> None:
         ("GET /v1/ebls/{ref} req/s", lambda name: median(name, "read", lambda r: r.rate)),
         ("GET /v1/ebls/{ref} p50 ms", lambda name: median(name, "read", lambda r: r.p50_us / 1000)),
         ("GET /v1/ebls/{ref} p99 ms", lambda name: median(name, "read", lambda r: r.p99_us / 1000)),
-        ("server RSS, MB (2 procs)", lambda name: float(results[name]["rss"])),
+        ("server RSS, MB (all procs)", lambda name: float(results[name]["rss"])),
     ]
     print(f"PostgreSQL, ebl serve --workers 2, wrk -t2 -c32 -d{args.duration}s, medians of {args.rounds} rounds")
     print(f"   {'':26} {'empty':>10} {f'{args.ebls} eBLs':>14} {'full/empty':>11}")

@@ -31,7 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=log_config(),
         access_log=False,
         # httptools' C parser: ~10 % less CPU per request than h11's pure Python. asyncio's own loop, not uvloop,
-        # which served more requests a second but lengthened the slowest (docs/BENCHMARKS.md, step 12).
+        # which served more requests a second but lengthened the slowest (docs/benchmarks-history.md, step 12).
         http="httptools",
         loop="asyncio",
         # On SIGTERM or Ctrl-C: stop accepting, let the requests in flight finish (up to this long), then exit.

@@ -1,6 +1,6 @@
 """Serving the app with uvicorn: one process, or several on one port, each listening on a socket of its own.
 
-uvicorn's own workers share one listening socket, and it served us badly on two counts (docs/BENCHMARKS.md):
+uvicorn's own workers share one listening socket, and it served us badly on two counts (docs/benchmarks-history.md):
 
 - whichever worker wakes first accepts every connection waiting (asyncio accepts up to the backlog at each wake-up),
   and clients that keep their connections open (wrk's 32, a bank's connection pool) stay with it: under load one of

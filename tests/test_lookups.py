@@ -2,7 +2,7 @@
 
 A PostgreSQL database that has no statistics (new, freshly bulk-loaded, autovacuum off) once answered "the latest eBL
 of this reference" by walking the primary key backwards past every newer eBL, ~2.6 ms at 18,000 eBLs and growing
-(docs/BENCHMARKS.md, step 13). These tests run the repositories' own statements on 20,000 eBLs that were never
+(docs/benchmarks-history.md, step 13). These tests run the repositories' own statements on 20,000 eBLs that were never
 analysed, and read the plan.
 """
 

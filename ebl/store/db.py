@@ -550,8 +550,8 @@ class _LoopWriter:
     matters: a thread that runs Python while the loop does too waits for the interpreter lock after every statement,
     up to the interpreter's switch interval (5 ms) each time, and the turn to write is held meanwhile. On SQLite that
     cost more than the work itself; on PostgreSQL a batch of eight transfers held the turn for ~30 ms, some eight
-    times what its statements took in the database (docs/BENCHMARKS.md). A PostgreSQL statement blocks the loop for
-    its round trip, a fraction of a millisecond.
+    times what its statements took in the database (docs/benchmarks-history.md). A PostgreSQL statement blocks the
+    loop for its round trip, a fraction of a millisecond.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -670,8 +670,8 @@ class Database:
     Reads and writes run on the loop, writes group-committed per loop (:class:`_LoopWriter`): a PostgreSQL statement
     blocks the loop for its round trip, which costs less than handing it to a thread. A thread that runs Python beside
     the loop takes the interpreter lock back after every statement, and waits for it up to the interpreter's switch
-    interval, while the loop's own statements wait for it in turn (docs/BENCHMARKS.md). So the database belongs near
-    the node; a process serves as many reads and writes a second as its round trips allow.
+    interval, while the loop's own statements wait for it in turn (docs/benchmarks-history.md). So the database
+    belongs near the node; a process serves as many reads and writes a second as its round trips allow.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -703,7 +703,7 @@ class Database:
 
 class _LoopReader:
     """Reads for one event loop, on a connection it keeps open: its reads run one at a time, and taking a connection
-    from the pool, setting it up and handing it back cost a read more than its statement (docs/BENCHMARKS.md).
+    from the pool, setting it up and handing it back cost a read more than its statement (docs/benchmarks-history.md).
 
     Each read is a transaction of its own on SQLite, so that it sees every commit before it and holds no snapshot
     afterwards; on PostgreSQL the connection is in autocommit mode, as :func:`read_session` explains.

@@ -60,7 +60,7 @@ class _DriverSql:
     placeholders and SQL that SQLite and PostgreSQL both speak. On PostgreSQL they go through psycopg's raw cursor,
     numbered ``$1``, ``$2``…: psycopg's own ``%s`` placeholders are parsed in Python for each statement, and the parse
     is cached only for statements of up to 50 parameters, where a batch's multi-row inserts have more; parsing one
-    cost twice what sending it did (docs/BENCHMARKS.md).
+    cost twice what sending it did (docs/benchmarks-history.md).
     """
 
     def __init__(self, session: Session) -> None:
@@ -242,7 +242,7 @@ _NEW_EBL_COLUMNS = (
 # [sequence, jws, checksum]: the two databases' JSON functions differ only in name. Unordered: sorted as read.
 # The queries choose their eBL rows in a subquery (FROM (...) AS ebl), which is planned as if alone: beside these
 # columns' subqueries, a PostgreSQL that had no statistics costed walking the primary key backwards, past every newer
-# eBL, as cheap as the reference's index (62 ms instead of 0.6 at 73,000 eBLs: docs/BENCHMARKS.md, step 14).
+# eBL, as cheap as the reference's index (62 ms instead of 0.6 at 73,000 eBLs: docs/benchmarks-history.md, step 14).
 _RECORD_COLUMNS = (
     f"ebl.{_EBL_COLUMNS.replace(', ', ', ebl.')}, "  # noqa: S608
     "(SELECT last_sequence FROM transfer_entry WHERE ebl_id = ebl.id ORDER BY position DESC LIMIT 1), "
