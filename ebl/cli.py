@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -16,8 +15,8 @@ EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Only what the server's supervisor needs: it stays small (ebl.server).
     from ebl import server
-    from ebl.config import Settings
     from ebl.logs import log_config
 
     if args.platform:
@@ -34,8 +33,6 @@ def _serve(args: argparse.Namespace) -> int:
         # which served more requests a second but lengthened the slowest (docs/benchmarks-history.md, step 12).
         http="httptools",
         loop="asyncio",
-        # On SIGTERM or Ctrl-C: stop accepting, let the requests in flight finish (up to this long), then exit.
-        timeout_graceful_shutdown=Settings().shutdown_grace_seconds,
     )
 
 
@@ -58,6 +55,8 @@ def _corridor(args: argparse.Namespace) -> int:
 
 
 def _sandbox(_args: argparse.Namespace) -> int:
+    import asyncio
+
     from ebl.config import Settings
     from ebl.service import Node
 

@@ -11,19 +11,25 @@ uvicorn's own workers share one listening socket, and it served us badly on two 
 
 Here each worker binds a TCP socket of its own with ``SO_REUSEPORT``, and the kernel spreads new connections over
 the workers.
+
+The supervisor only starts the workers and waits: it never imports uvicorn, the web adapter or the settings, so that
+it stays small (docs/operations.md). Each worker builds its own :class:`uvicorn.Config`.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.config
 import multiprocessing
 import signal
 import socket
 import threading
+from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
+if TYPE_CHECKING:
+    import uvicorn
 
 logger = logging.getLogger("ebl.server")
 
@@ -31,12 +37,49 @@ logger = logging.getLogger("ebl.server")
 APP = "api.app:create_app"
 
 
+@dataclass(frozen=True)
+class _Serving:
+    host: str
+    port: int
+    workers: int
+    options: dict[str, Any]
+    """:class:`uvicorn.Config`'s other options, as plain values."""
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        from ebl.config import Settings
+
+        return {
+            "app": APP,
+            "factory": True,
+            "host": self.host,
+            "port": self.port,
+            # On SIGTERM or Ctrl-C: stop accepting, let the requests in flight finish (up to this long), then exit.
+            "timeout_graceful_shutdown": Settings().shutdown_grace_seconds,
+            **self.options,
+        }
+
+    def config(self) -> uvicorn.Config:
+        """uvicorn's configuration, which also configures this process's logging."""
+        import uvicorn
+
+        return uvicorn.Config(**self.uvicorn_options())
+
+    def configure_logging(self) -> None:
+        """The logging ``options`` ask for, in a process that builds no uvicorn configuration."""
+        log_config = self.options.get("log_config")
+        if log_config is not None:
+            logging.config.dictConfig(log_config)
+
+
 def serve(host: str, port: int, workers: int, **options: Any) -> int:
     """Serve until SIGTERM or Ctrl-C; the exit status. ``options`` are :class:`uvicorn.Config`'s."""
+    serving = _Serving(host, port, workers, options)
     if workers == 1:
-        uvicorn.run(APP, factory=True, host=host, port=port, **options)
+        import uvicorn
+
+        uvicorn.run(**serving.uvicorn_options())
         return 0
-    return _supervise(uvicorn.Config(APP, factory=True, host=host, port=port, workers=workers, **options))
+    return _supervise(serving)
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
@@ -53,16 +96,18 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _prepare(config: uvicorn.Config) -> None:
+def _prepare(serving: _Serving) -> None:
     from ebl.config import Settings
     from ebl.service import Node
 
-    config.configure_logging()
+    serving.configure_logging()
     Node.open(Settings()).close()
 
 
-def _worker(config: uvicorn.Config) -> None:
-    config.configure_logging()
+def _worker(serving: _Serving) -> None:
+    import uvicorn
+
+    config = serving.config()
     sock = _bound_socket(config.host, config.port)
     # Listening before the app has started: connections made meanwhile wait in this worker's queue, where they would
     # otherwise all go to the workers already up, and stay there for as long as their clients keep them open.
@@ -70,25 +115,26 @@ def _worker(config: uvicorn.Config) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _supervise(config: uvicorn.Config) -> int:
-    """Start ``config.workers`` processes and wait. SIGTERM or SIGINT stops them gracefully (each finishes the
+def _supervise(serving: _Serving) -> int:
+    """Start ``serving.workers`` processes and wait. SIGTERM or SIGINT stops them gracefully (each finishes the
     requests it has in flight); a worker that exits on its own stops the others too, and the node exits with status 1
     for its service manager to restart it whole."""
+    serving.configure_logging()
     # Bound, never listening: the port is checked before any worker starts, and this socket takes no connections.
     try:
-        probe = _bound_socket(config.host, config.port)
+        probe = _bound_socket(serving.host, serving.port)
     except OSError as error:
-        logger.error("cannot listen on %s:%s: %s", config.host, config.port, error.strerror)
+        logger.error("cannot listen on %s:%s: %s", serving.host, serving.port, error.strerror)
         return 1
     with probe:
-        return _run_workers(config)
+        return _run_workers(serving)
 
 
-def _run_workers(config: uvicorn.Config) -> int:
+def _run_workers(serving: _Serving) -> int:
     spawn = multiprocessing.get_context("spawn")
     # One process migrates the database, seeds it and makes the keys before the workers open it: workers that did
     # it together on a new SQLite file collided ("database is locked" while one set its journal mode).
-    preparing = spawn.Process(target=_prepare, args=(config,), name="ebl-prepare")
+    preparing = spawn.Process(target=_prepare, args=(serving,), name="ebl-prepare")
     preparing.start()
     preparing.join()
     if preparing.exitcode != 0:
@@ -97,10 +143,10 @@ def _run_workers(config: uvicorn.Config) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    processes = [spawn.Process(target=_worker, args=(config,), name=f"ebl-worker-{n}") for n in range(config.workers)]
+    processes = [spawn.Process(target=_worker, args=(serving,), name=f"ebl-worker-{n}") for n in range(serving.workers)]
     for process in processes:
         process.start()
-    logger.info("serving on %s:%s with %d worker processes", config.host, config.port, config.workers)
+    logger.info("serving on %s:%s with %d worker processes", serving.host, serving.port, serving.workers)
     # Woken by a worker's exit, or every half second to see whether a signal asked the node to stop.
     while not stopping.is_set() and not wait([p.sentinel for p in processes], timeout=0.5):
         pass

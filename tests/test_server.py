@@ -79,6 +79,10 @@ def test_every_worker_answers_and_sigterm_stops_them_all(tmp_path: Path) -> None
     node = NodeProcess(tmp_path, DATABASES.url(tmp_path), workers=2)
     node.start()
     workers = _workers_answering(node)
+    # The supervisor only starts and watches the workers, and stays small: it never loads pydantic, which the settings
+    # and the web stack need (its compiled core would be mapped into the process).
+    assert "pydantic_core" not in Path(f"/proc/{node.pid}/maps").read_text()
+    assert all("pydantic_core" in Path(f"/proc/{pid}/maps").read_text() for pid in workers)
     assert node.stop() == 0
     _assert_gone(workers)
 
