@@ -39,6 +39,8 @@ APP = "api.app:create_app"
 
 @dataclass(frozen=True)
 class _Serving:
+    """What ``ebl serve`` was asked for, as plain values: the supervisor hands them to the processes it starts."""
+
     host: str
     port: int
     workers: int
