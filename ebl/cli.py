@@ -36,6 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
 
+def _workers(value: str) -> int:
+    count = int(value) if value.isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"--workers takes a number of processes, 1 or more, not {value!r}")
+    return count
+
+
 def _peer(value: str) -> tuple[str, str]:
     code, _, url = value.partition("=")
     if not code or not url.startswith(("http://", "https://")):
@@ -180,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--platform", help="platform code of this node (default CQSB, or EBL_PLATFORM)")
     serve.add_argument(
-        "--workers", type=int, default=1, help="server processes sharing the port and the database (one per core)"
+        "--workers", type=_workers, default=1, help="server processes sharing the port and the database (one per core)"
     )
     serve.add_argument(
         "--peer",

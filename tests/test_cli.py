@@ -1,4 +1,5 @@
-"""The ``ebl`` command: offline verification exit codes, schemas, the sandbox table, and the demo over HTTP."""
+"""The ``ebl`` command: offline verification exit codes, schemas, the sandbox table, the demo over HTTP, and the
+serve command's arguments."""
 
 from __future__ import annotations
 
@@ -72,3 +73,14 @@ def test_sandbox_prints_every_party_with_its_key(
     out = capsys.readouterr().out
     for party in asyncio.run(node.sandbox_parties()):
         assert party.partyName in out and party.apiKey in out
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two"])
+def test_serve_refuses_a_number_of_workers_that_serves_nothing(
+    workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Zero workers would leave a node that listens nowhere and never exits.
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serve", "--workers", workers])
+    assert exit_.value.code == 2
+    assert "--workers takes a number of processes, 1 or more" in capsys.readouterr().err
