@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ebl.errors import EblError
@@ -36,11 +36,17 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
 
-def _workers(value: str) -> int:
-    count = int(value) if value.isdigit() else 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"--workers takes a number of processes, 1 or more, not {value!r}")
-    return count
+def _whole_number(option: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``), refused with a message that names ``option``."""
+    bounds = f"of {low} or more" if high is None else f"from {low} to {high}"
+
+    def parse(value: str) -> int:
+        number = int(value) if value.isascii() and value.isdigit() else None
+        if number is None or number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"{option} takes a whole number {bounds}, not {value!r}")
+        return number
+
+    return parse
 
 
 def _peer(value: str) -> tuple[str, str]:
@@ -184,10 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     serve = commands.add_parser("serve", help="run a node (EBL_DATABASE_URL, EBL_KEYS_DIR pick database and keys)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_whole_number("--port", 1, 65535), default=8000)
     serve.add_argument("--platform", help="platform code of this node (default CQSB, or EBL_PLATFORM)")
     serve.add_argument(
-        "--workers", type=_workers, default=1, help="server processes sharing the port and the database (one per core)"
+        "--workers",
+        type=_whole_number("--workers", 1),
+        default=1,
+        help="server processes sharing the port and the database (one per core)",
     )
     serve.add_argument(
         "--peer",
@@ -210,7 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     corridor = commands.add_parser(
         "corridor", help="run the Chongqing (CQSB) and Singapore (SGSB) nodes as two processes; Ctrl-C stops both"
     )
-    corridor.add_argument("--base-port", type=int, default=8000, help="CQSB listens here, SGSB on the next port")
+    corridor.add_argument(
+        "--base-port",
+        type=_whole_number("--base-port", 1, 65534),
+        default=8000,
+        help="CQSB listens here, SGSB on the next port",
+    )
     corridor.add_argument("--data-dir", default="data/corridor", help="each node's database and keys, one folder each")
     corridor.add_argument(
         "--keys-only", action="store_true", help="create both nodes' keys and trust stores, then exit"

@@ -75,12 +75,22 @@ def test_sandbox_prints_every_party_with_its_key(
         assert party.partyName in out and party.apiKey in out
 
 
-@pytest.mark.parametrize("workers", ["0", "-1", "two"])
-def test_serve_refuses_a_number_of_workers_that_serves_nothing(
-    workers: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("arguments", "refusal"),
+    [
+        # Zero workers would leave a node that listens nowhere and never exits.
+        (["serve", "--workers", "0"], "--workers takes a whole number of 1 or more, not '0'"),
+        (["serve", "--workers", "-1"], "--workers takes a whole number of 1 or more, not '-1'"),
+        (["serve", "--workers", "two"], "--workers takes a whole number of 1 or more, not 'two'"),
+        (["serve", "--port", "70000"], "--port takes a whole number from 1 to 65535, not '70000'"),
+        (["serve", "--port", "²"], "--port takes a whole number from 1 to 65535, not '²'"),
+        (["corridor", "--base-port", "65535"], "--base-port takes a whole number from 1 to 65534, not '65535'"),
+    ],
+)
+def test_serve_and_corridor_refuse_numbers_they_cannot_serve_with(
+    arguments: list[str], refusal: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Zero workers would leave a node that listens nowhere and never exits.
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["serve", "--workers", workers])
+        cli.main(arguments)
     assert exit_.value.code == 2
-    assert "--workers takes a number of processes, 1 or more" in capsys.readouterr().err
+    assert refusal in capsys.readouterr().err
