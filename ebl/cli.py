@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ebl.errors import EblError
+from ebl.errors import EblError, SetupError
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 
@@ -148,7 +148,7 @@ def _db(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import OperationalError
 
     from ebl.config import Settings
-    from ebl.store.db import DatabaseSetupError, make_engine, migrate, schema_revision
+    from ebl.store.db import make_engine, migrate, schema_revision
 
     try:
         engine = make_engine(Settings().database_url)
@@ -158,11 +158,12 @@ def _db(args: argparse.Namespace) -> int:
             current, head = schema_revision(engine)
         finally:
             engine.dispose()
-    except DatabaseSetupError as exc:
+    # Its exit status says whether the schema is current, so a database it cannot use is 2, not 1.
+    except SetupError as exc:
         print(f"ebl db: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     except OperationalError as exc:
-        print(f"ebl db: cannot reach the database: {exc.orig}", file=sys.stderr)
+        print(f"ebl db: cannot connect to the database: {exc.orig}", file=sys.stderr)
         return EXIT_UNUSABLE
     print(f"schema revision {current or 'none'} (latest {head})")
     return 0 if current == head else EXIT_INVALID
@@ -255,7 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     schemas.set_defaults(handler=_schemas)
 
     args = parser.parse_args(argv)
-    result: int = args.handler(args)
+    try:
+        result: int = args.handler(args)
+    except SetupError as exc:
+        print(f"ebl {args.command}: {exc}", file=sys.stderr)
+        return 1
     return result
 
 

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ebl.errors import SetupError
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/ebl.db"
 
 
+class SettingsError(SetupError):
+    """An ``EBL_*`` environment variable holds a value the node cannot run with."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EBL_", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            # Named as the operator set them, not as pydantic's field paths, and without the input echoed back.
+            problems = [
+                f"EBL_{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"] else error["msg"]
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+            raise SettingsError("; ".join(problems)) from None
 
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL; SQLite by default")
     keys_dir: Path = Field(Path("keys"), description="node key, key-encryption key, trust store")

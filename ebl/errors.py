@@ -25,6 +25,14 @@ one handler, so a new error needs no new HTTP code.
 A refusal by the state machine names the rule it broke in ``code`` (for example ``NOT_POSSESSOR``), so
 the client sees which rule of DESIGN §4 applies. :class:`RoleForbidden` is the 403 twin of
 :class:`ActionRefused`: the same rule names, for an action the actor's role can never perform.
+
+Outside that tree, :class:`SetupError` says that a node cannot start as it is configured, before it answers anyone:
+
+    SetupError
+    ├── SettingsError               (ebl.config: an EBL_* variable holds a value the node cannot run with)
+    └── DatabaseSetupError          (ebl.store.db: an unsupported URL, an unreachable database, an unmigratable schema)
+
+The ``ebl`` command prints its message in one line.
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
+
+
+class SetupError(Exception):
+    """The node cannot start as configured; the message says what to change."""
 
 
 @dataclass(frozen=True)

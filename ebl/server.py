@@ -100,10 +100,15 @@ def _bound_socket(host: str, port: int) -> socket.socket:
 
 def _prepare(serving: _Serving) -> None:
     from ebl.config import Settings
+    from ebl.errors import SetupError
     from ebl.service import Node
 
     serving.configure_logging()
-    Node.open(Settings()).close()
+    try:
+        Node.open(Settings()).close()
+    except SetupError as exc:
+        logger.error("%s", exc)
+        raise SystemExit(1) from None
 
 
 def _worker(serving: _Serving) -> None:

@@ -64,7 +64,7 @@ def test_a_database_made_before_migrations_is_refused_with_a_reason(database_url
     [
         ("mysql://root@127.0.0.1/test", "unsupported database 'mysql'"),
         ("postgresql+psycopg2://postgres@127.0.0.1/test", "psycopg 3"),
-        ("postgresql+psycopg://postgres@127.0.0.1:1/test", "cannot reach the database"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/test", "cannot connect to the database"),
     ],
 )
 def test_an_unusable_database_url_is_refused_with_a_reason(

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ebl import server
 from tests.conftest import DATABASES
@@ -128,4 +129,32 @@ def test_a_database_that_cannot_be_prepared_starts_no_worker(tmp_path: Path) -> 
     assert result.returncode == 1
     assert "unsupported database 'mysql'" in result.stderr
     assert "preparing the database and the keys failed" in result.stderr
+    assert "Started server process" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [
+        ({"EBL_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/ebl"}, "cannot connect to the database"),
+        ({"EBL_SHUTDOWN_GRACE_SECONDS": "soon"}, "EBL_SHUTDOWN_GRACE_SECONDS: Input should be a valid integer"),
+        ({"EBL_PLATFORM": "Chongqing"}, "EBL_PLATFORM: String should match pattern"),
+    ],
+)
+def test_a_node_that_cannot_start_says_why_without_a_traceback(
+    tmp_path: Path, workers: str, setting: dict[str, str], reason: str
+) -> None:
+    result = subprocess.run(
+        [str(BIN / "ebl"), "serve", "--port", str(free_port()), "--workers", workers],
+        env={**os.environ, "EBL_DATABASE_URL": DATABASES.url(tmp_path), "EBL_KEYS_DIR": str(tmp_path / "keys")}
+        | setting,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr
     assert "Started server process" not in result.stderr

@@ -35,10 +35,11 @@ from weakref import WeakKeyDictionary
 from psycopg.pq import TransactionStatus
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, create_engine
 
 from ebl.blocking import in_thread
+from ebl.errors import SetupError
 
 _WRITE = "ebl_write"
 _CONNECTION = "ebl_connection"
@@ -47,8 +48,9 @@ _T = TypeVar("_T")
 _P = TypeVar("_P")
 
 
-class DatabaseSetupError(RuntimeError):
-    """The database cannot be used as configured: an unsupported URL, or a schema migrations cannot bring up."""
+class DatabaseSetupError(SetupError):
+    """The database cannot be used as configured: an unsupported URL, a database that cannot be reached, or a schema
+    migrations cannot bring up."""
 
 
 SUPPORTED_BACKENDS = {"sqlite": "sqlite:///path/to/ebl.db", "postgresql": "postgresql+psycopg://user@host/database"}
@@ -125,7 +127,11 @@ def _alembic(connection: Connection) -> Any:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``, the latest migration by default (Alembic), one process at a time."""
-    with engine.connect().execution_options(**{_WRITE: True}) as connection, connection.begin():
+    try:
+        connected = engine.connect()
+    except OperationalError as exc:
+        raise DatabaseSetupError(f"cannot connect to the database: {exc.orig}") from None
+    with connected.execution_options(**{_WRITE: True}) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         tables = set(inspect(connection).get_table_names())
