@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwk
 from joserfc.errors import JoseError
 
-from ebl.errors import BadRequest, InvalidSignature
+from ebl.errors import BadRequest, InvalidSignature, SetupError
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 _JoseKey = jwk.OKPKey | jwk.ECKey | jwk.RSAKey
@@ -204,26 +204,40 @@ def write_public_file(path: Path, text: str) -> None:
     os.replace(aside, path)
 
 
+class KeysSetupError(SetupError):
+    """A file of the keys folder cannot be created or read, or does not hold what it must."""
+
+
 def load_or_create_secret(path: Path) -> bytes:
     """A random 256-bit secret in the keys folder (the KEK, the sandbox API-key seed); created on first start."""
-    if not path.exists():
-        _write_private_file(path, secrets.token_bytes(32))
-    data = path.read_bytes()
+    try:
+        if not path.exists():
+            _write_private_file(path, secrets.token_bytes(32))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeysSetupError(f"{path} cannot be created or read: {exc.strerror}") from None
     if len(data) != 32:
-        raise ValueError(f"{path} must hold exactly 32 bytes")
+        raise KeysSetupError(f"{path} must hold exactly 32 bytes")
     return data
 
 
 def load_or_create_node_key(path: Path) -> SigningKey:
     """The node's Ed25519 signing key (PKCS#8 PEM); created on first start."""
-    if not path.exists():
-        pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        _write_private_file(path, pem)
-    private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        if not path.exists():
+            pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            _write_private_file(path, pem)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeysSetupError(f"{path} cannot be created or read: {exc.strerror}") from None
+    try:
+        private = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise KeysSetupError(f"{path} is not an unencrypted PEM private key") from None
     if not isinstance(private, ed25519.Ed25519PrivateKey):
-        raise ValueError(f"{path} must hold an Ed25519 private key")
+        raise KeysSetupError(f"{path} must hold an Ed25519 private key")
     return SigningKey(private)
 
 

@@ -439,8 +439,30 @@ def test_node_key_and_secret_files_are_created_once_private_and_reloaded(tmp_pat
 def test_secret_file_of_wrong_length_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "kek.bin"
     path.write_bytes(b"short")
-    with pytest.raises(ValueError, match="32 bytes"):
+    with pytest.raises(keys.KeysSetupError, match="32 bytes"):
         keys.load_or_create_secret(path)
+
+
+def test_a_node_key_file_that_holds_no_ed25519_key_is_refused(tmp_path: Path, p256: keys.SigningKey) -> None:
+    path = tmp_path / "node.pem"
+    path.write_text("garbage\n")
+    with pytest.raises(keys.KeysSetupError, match="is not an unencrypted PEM private key"):
+        keys.load_or_create_node_key(path)
+    path.write_bytes(
+        p256.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    with pytest.raises(keys.KeysSetupError, match="must hold an Ed25519 private key"):
+        keys.load_or_create_node_key(path)
+
+
+def test_a_keys_folder_that_cannot_be_created_is_refused_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(keys.KeysSetupError, match="cannot be created or read: Not a directory"):
+        keys.load_or_create_node_key(tmp_path / "a-file" / "keys" / "node.pem")
+    with pytest.raises(keys.KeysSetupError, match="cannot be created or read: Not a directory"):
+        keys.load_or_create_secret(tmp_path / "a-file" / "keys" / "kek.bin")
 
 
 # -- trust store ------------------------------------------------------------------------------------------------
