@@ -172,17 +172,30 @@ def _db(args: argparse.Namespace) -> int:
 def _schemas(args: argparse.Namespace) -> int:
     from ebl import schemas
 
-    for path in schemas.write(Path(args.out)):
+    try:
+        written = schemas.write(Path(args.out))
+    except OSError as exc:
+        print(f"ebl schemas: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for path in written:
         print(path)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import httpx
+
     from ebl import demo
 
-    if args.corridor:
-        return demo.run_corridor(args.url, args.peer_url)
-    return demo.run(args.url)
+    try:
+        if args.corridor:
+            return demo.run_corridor(args.url, args.peer_url)
+        return demo.run(args.url)
+    except httpx.TransportError as exc:
+        node = exc.request.url.copy_with(path="/", query=None)
+        start = "make corridor" if args.corridor else "make run"
+        print(f"ebl demo: cannot reach the node at {node} ({exc}); start it first ({start})", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import pytest
 from ebl import cli
 from ebl.service import Node
 from tests.conftest import SG_CUSTOMS, Api
+from tests.nodeproc import free_port
 
 REF = "YXRS2611CKGSIN001"
 
@@ -94,3 +95,17 @@ def test_serve_and_corridor_refuse_numbers_they_cannot_serve_with(
         cli.main(arguments)
     assert exit_.value.code == 2
     assert refusal in capsys.readouterr().err
+
+
+def test_the_demo_says_when_no_node_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert cli.main(["demo", "--url", url]) == 1
+    assert f"ebl demo: cannot reach the node at {url}/" in capsys.readouterr().err
+    assert cli.main(["demo", "--corridor", "--url", url]) == 1
+    assert "start it first (make corridor)" in capsys.readouterr().err
+
+
+def test_schemas_says_when_it_cannot_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    assert cli.main(["schemas", "--out", str(tmp_path / "a-file" / "schemas")]) == 1
+    assert "ebl schemas: cannot write to" in capsys.readouterr().err
