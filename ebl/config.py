@@ -20,17 +20,6 @@ class SettingsError(SetupError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EBL_", extra="ignore")
 
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            # Named as the operator set them, not as pydantic's field paths, and without the input echoed back.
-            problems = [
-                f"EBL_{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"] else error["msg"]
-                for error in exc.errors(include_url=False, include_input=False)
-            ]
-            raise SettingsError("; ".join(problems)) from None
-
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL; SQLite by default")
     keys_dir: Path = Field(Path("keys"), description="node key, key-encryption key, trust store")
     platform: Annotated[str, Field(pattern=r"^[A-Z0-9]{4}$")] = "CQSB"
@@ -63,6 +52,17 @@ class Settings(BaseSettings):
         description='other platforms\' nodes, by platform code, e.g. {"SGSB": "http://127.0.0.1:8001"}: eBLs move to '
         "them over DCSA PINT, and they witness this node's log; with peers, a sandbox node seeds only its own side",
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            # Named as the operator set them, not as pydantic's field paths, and without the input echoed back.
+            problems = [
+                f"EBL_{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"] else error["msg"]
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+            raise SettingsError("; ".join(problems)) from None
 
     @property
     def witness_urls(self) -> list[str]:
