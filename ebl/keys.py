@@ -16,7 +16,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -208,14 +208,19 @@ class KeysSetupError(SetupError):
     """A file of the keys folder cannot be created or read, or does not hold what it must."""
 
 
-def load_or_create_secret(path: Path) -> bytes:
-    """A random 256-bit secret in the keys folder (the KEK, the sandbox API-key seed); created on first start."""
+def _read_or_create(path: Path, create: Callable[[], bytes]) -> bytes:
+    """The bytes of a private file of the keys folder, written with ``create()`` on first start."""
     try:
         if not path.exists():
-            _write_private_file(path, secrets.token_bytes(32))
-        data = path.read_bytes()
+            _write_private_file(path, create())
+        return path.read_bytes()
     except OSError as exc:
         raise KeysSetupError(f"{path} cannot be created or read: {exc.strerror}") from None
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """A random 256-bit secret in the keys folder (the KEK, the sandbox API-key seed); created on first start."""
+    data = _read_or_create(path, lambda: secrets.token_bytes(32))
     if len(data) != 32:
         raise KeysSetupError(f"{path} must hold exactly 32 bytes")
     return data
@@ -223,15 +228,12 @@ def load_or_create_secret(path: Path) -> bytes:
 
 def load_or_create_node_key(path: Path) -> SigningKey:
     """The node's Ed25519 signing key (PKCS#8 PEM); created on first start."""
-    try:
-        if not path.exists():
-            pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            _write_private_file(path, pem)
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeysSetupError(f"{path} cannot be created or read: {exc.strerror}") from None
+    data = _read_or_create(
+        path,
+        lambda: ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
     try:
         private = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):

@@ -125,13 +125,16 @@ def _alembic(connection: Connection) -> Any:
     return config
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision``, the latest migration by default (Alembic), one process at a time."""
+def _connect(engine: Engine) -> Connection:
     try:
-        connected = engine.connect()
+        return engine.connect()
     except OperationalError as exc:
         raise DatabaseSetupError(f"cannot connect to the database: {exc.orig}") from None
-    with connected.execution_options(**{_WRITE: True}) as connection, connection.begin():
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``, the latest migration by default (Alembic), one process at a time."""
+    with _connect(engine).execution_options(**{_WRITE: True}) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         tables = set(inspect(connection).get_table_names())
@@ -157,7 +160,7 @@ def schema_revision(engine: Engine) -> tuple[str | None, str]:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    with engine.connect() as connection:
+    with _connect(engine) as connection:
         current = MigrationContext.configure(connection).get_current_revision()
         head = ScriptDirectory.from_config(_alembic(connection)).get_current_head()
     assert head is not None
