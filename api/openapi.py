@@ -27,6 +27,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def error(description: str) -> dict[str, Any]:
+    """An ErrorResponse answer, where the shared description of its status in :data:`ERRORS` does not fit."""
+    return {"model": ErrorResponse, "description": description}
+
+
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
     _BODY_MODELS[model.__name__] = model
     schema = {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -42,6 +47,7 @@ def install(app: FastAPI) -> None:
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[name] = model_schema
+            _document_parameter_errors(schema)
             _document_rate_limit(schema)
             app.openapi_schema = schema
         return app.openapi_schema
@@ -49,10 +55,30 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _document_parameter_errors(schema: dict[str, Any]) -> None:
+    """A parameter FastAPI refuses is answered 400 ``INVALID_PARAMETER`` (api.errors), not FastAPI's 422: its
+    generated 422 and the schemas only that answer used are replaced by the 400."""
+    invalid = {
+        "description": "a query or path parameter is not valid",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    generated = {"$ref": "#/components/schemas/HTTPValidationError"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema") == generated:
+                del responses["422"]
+                responses.setdefault("400", invalid)
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+
+
 def _document_rate_limit(schema: dict[str, Any]) -> None:
     """Every operation but the scrape and the health check may answer 429 (api.observability)."""
     too_many = {
-        "description": "over this API key's rate limit; retry after the seconds in Retry-After",
+        "description": "over the rate limit of this API key (of this client address, without one); retry after "
+        "the seconds in Retry-After",
         "headers": {"Retry-After": {"description": "whole seconds to wait", "schema": {"type": "integer"}}},
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
     }

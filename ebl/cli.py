@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ebl.errors import EblError, SetupError
+from ebl.errors import EblError, NotFound, SetupError
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 
@@ -74,8 +74,13 @@ def _sandbox(_args: argparse.Namespace) -> int:
     from ebl.service import Node
 
     node = Node.open(Settings())
-    parties = asyncio.run(node.sandbox_parties())
-    node.close()
+    try:
+        parties = asyncio.run(node.sandbox_parties())
+    except NotFound as exc:
+        print(f"ebl sandbox: {exc}; EBL_SANDBOX=true turns it on", file=sys.stderr)
+        return 1
+    finally:
+        node.close()
     rows = [("party", "platform", "roles", "identifying code", "API key")]
     for party in parties:
         code = party.identifyingCodes[0]

@@ -357,6 +357,33 @@ def test_unknown_routes_and_methods_answer_error_responses(client: TestClient) -
     assert_error(client.delete("/v1/ebls"), 405)
 
 
+def test_the_openapi_document_resolves_and_names_the_answers_the_node_gives(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    referenced = {ref.rsplit("/", 1)[1] for ref in _refs(spec)}
+    assert referenced <= set(schemas), f"unresolved: {referenced - set(schemas)}"
+    assert spec["paths"]["/v1/verify"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Bundle"
+    }
+    # A parameter the node refuses is a 400 ErrorResponse, as documented, never FastAPI's 422.
+    assert_error(client.get("/v1/log/proofs/inclusion", params={"index": -1, "treeSize": 1}), 400)
+    inclusion = spec["paths"]["/v1/log/proofs/inclusion"]["get"]["responses"]
+    assert "422" not in inclusion
+    assert inclusion["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert "HTTPValidationError" not in schemas
+    witness = spec["paths"]["/v1/log/witness/add-checkpoint"]["post"]["responses"]
+    assert {"400", "403", "404", "409", "422"} <= set(witness)
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        own = [value["$ref"]] if isinstance(value.get("$ref"), str) else []
+        return own + [ref for item in value.values() for ref in _refs(item)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in _refs(item)]
+    return []
+
+
 def test_openapi_and_jwks(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "IssueRequest" in spec["components"]["schemas"]

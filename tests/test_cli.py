@@ -76,6 +76,16 @@ def test_sandbox_prints_every_party_with_its_key(
         assert party.partyName in out and party.apiKey in out
 
 
+def test_sandbox_says_when_the_sandbox_is_off(
+    node: Node, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EBL_DATABASE_URL", node.settings.database_url)
+    monkeypatch.setenv("EBL_KEYS_DIR", str(node.settings.keys_dir))
+    monkeypatch.setenv("EBL_SANDBOX", "false")
+    assert cli.main(["sandbox"]) == 1
+    assert capsys.readouterr().err == "ebl sandbox: the sandbox is off on this node; EBL_SANDBOX=true turns it on\n"
+
+
 @pytest.mark.parametrize(
     ("arguments", "refusal"),
     [

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
 from api.deps import NodeDep, TextBody
-from api.openapi import ERRORS
+from api.openapi import ERRORS, error
 
 router = APIRouter(prefix="/v1/log", tags=["ledger"])
 
@@ -55,7 +55,7 @@ async def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, A
 @router.get(
     "/entries/{index}",
     summary="Log entry `index`: the chain entry (compact JWS), its checksum and its leaf hash",
-    responses={k: ERRORS[k] for k in (400, 404)},
+    responses={400: ERRORS[400], 404: error("the log has no entry at this index yet")},
 )
 async def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
     return await node.log_entry(index)
@@ -69,7 +69,16 @@ async def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> d
     "Answers 200 with a cosignature line; 404 for a log this node does not witness; 403 when no trusted key signed "
     "the checkpoint; 400 when old is larger than the checkpoint's size; 409 with this witness's latest size "
     "(`text/x.tlog.size`) when old differs from it; 422 when the consistency proof fails.",
-    responses={k: ERRORS[k] for k in (400, 403, 404)},
+    responses={
+        400: ERRORS[400],
+        403: error("no trusted key of the log's origin signed the checkpoint"),
+        404: error("this node does not witness that log"),
+        422: error("the consistency proof does not verify (`INVALID_PROOF`)"),
+        409: {
+            "description": "old differs from this witness's latest size, which the body holds",
+            "content": {"text/x.tlog.size": {"schema": {"type": "string"}}},
+        },
+    },
     openapi_extra={"requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def add_checkpoint(node: NodeDep, body: TextBody) -> str:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import CallerDep, JsonBody, NodeDep
-from api.openapi import ERRORS
+from api.openapi import ERRORS, error
 from ebl.blocking import in_thread
 from ebl.service import PartyInfo, SandboxParty
 
@@ -44,7 +44,7 @@ async def jwks(node: NodeDep) -> dict[str, Any]:
     tags=["sandbox"],
     summary="The seeded corridor parties with their API keys (sandbox only)",
     description="CQSB and SGSB are this project's sandbox platform codes, not DCSA-registered ones.",
-    responses={404: ERRORS[404]},
+    responses={404: error("the sandbox is off on this node")},
 )
 async def sandbox_parties(node: NodeDep) -> list[SandboxParty]:
     return await node.sandbox_parties()

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import JsonBody, NodeDep
-from api.openapi import ERRORS
+from api.openapi import ERRORS, error
 from ebl.transfers import PintAnswer
 
 router = APIRouter(prefix="/v3", tags=["DCSA PINT"])
@@ -23,6 +23,7 @@ _SIGNED = {
     "responseCode decides the transfer",
     "content": {"application/json": {"schema": {"type": "string"}}},
 }
+_UNKNOWN_ENVELOPE = error("no open envelope transfer with this reference (`UNKNOWN_ENVELOPE`)")
 _Checksum = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the decoded document, hex")]
 _Reference = Annotated[str, Path(max_length=100, description="the envelopeReference of the 201 answer")]
 
@@ -35,7 +36,7 @@ def _json(answer: PintAnswer) -> JSONResponse:
     "/receiver-validation",
     summary="Is a party known on this platform?",
     description="Body: a DCSA IdentifyingCode. 200 with the party's name; 404 (deliberately vague) otherwise.",
-    responses={400: ERRORS[400], 404: {"model": ERRORS[404]["model"], "description": "no such party here"}},
+    responses={400: ERRORS[400], 404: error("no such party here")},
 )
 async def receiver_validation(node: NodeDep, body: JsonBody) -> dict[str, str]:
     return await node.transfers.receiver_validation(body)
@@ -66,7 +67,7 @@ async def start(node: NodeDep, body: JsonBody) -> JSONResponse:
     summary="Transfer an additional document",
     description="Body: a JSON string, the document's bytes in base64. 409 `INCD` (signed) when the bytes do not "
     "match the checksum or the declared size, or the manifest does not declare the document.",
-    responses={204: {"description": "received"}, 400: ERRORS[400], 404: ERRORS[404], 409: _SIGNED, 422: _SIGNED},
+    responses={204: {"description": "received"}, 400: ERRORS[400], 404: _UNKNOWN_ENVELOPE, 409: _SIGNED, 422: _SIGNED},
 )
 async def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum, body: JsonBody) -> Response:
     answer = await node.transfers.put_document(reference, checksum, body)
@@ -78,7 +79,7 @@ async def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum
     summary="Finish an envelope transfer",
     description="200 `RECE` (or `DUPE` for a transfer accepted before), 409 `MDOC` with the missing documents or "
     "`DISE`, 422 `BSIG`/`BENV`; every answer signed.",
-    responses={200: _SIGNED, 404: ERRORS[404], 409: _SIGNED, 422: _SIGNED},
+    responses={200: _SIGNED, 400: ERRORS[400], 404: _UNKNOWN_ENVELOPE, 409: _SIGNED, 422: _SIGNED},
 )
 async def finish(node: NodeDep, reference: _Reference) -> JSONResponse:
     return _json(await node.transfers.finish(reference))

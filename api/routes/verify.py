@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import JsonBody, NodeDep
-from api.openapi import ERRORS
+from api.openapi import ERRORS, request_body
 from ebl.blocking import in_thread
+from ebl.bundle import Bundle
 from ebl.verify import VerificationReport
 
 router = APIRouter(tags=["verification"])
@@ -20,12 +21,7 @@ router = APIRouter(tags=["verification"])
     description="Answers 200 with the report whether the verdict is VALID or INVALID; 400 only when the body is "
     "not a bundle at all.",
     responses={k: ERRORS[k] for k in (400, 413)},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Bundle"}}},
-        }
-    },
+    openapi_extra=request_body(Bundle),
 )
 async def verify(
     node: NodeDep,
