@@ -1099,7 +1099,13 @@ def _encode_cursor(last_id: int) -> str:
 def _decode_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
+    refused = BadRequest("the cursor is not one this API returned", code="INVALID_CURSOR")
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the cursor is not one this API returned", code="INVALID_CURSOR") from None
+        raise refused from None
+    # Only the form _encode_cursor writes: int() alone would take "-1", " 1_0 ", other scripts' digits, and ids
+    # beyond any database's integers.
+    if not (text.isascii() and text.isdigit() and len(text) <= 18) or _encode_cursor(int(text)) != cursor:
+        raise refused
+    return int(text)

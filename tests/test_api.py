@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
@@ -280,6 +281,10 @@ def test_visibility_and_listing(api: Api, sample: dict[str, Any]) -> None:
             break
     assert seen == [REF] + [f"YXRS2611PAGE{n}" for n in range(4)]
     assert_error(api.get(CQ_CUSTOMS, "/v1/ebls?cursor=!!"), 400)
+    # Numbers no id can be: beyond the database's integers, negative, or not in the form the API writes.
+    for text in ("99999999999999999999", str(2**63), "-1", " 1_0 ", "\u0661\u0662", "01"):
+        cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        assert_error(api.get(CQ_CUSTOMS, f"/v1/ebls?cursor={cursor}"), 400, "INVALID_CURSOR")
     assert_error(api.get(CQ_CUSTOMS, "/v1/ebls?limit=0"), 400)
 
 
