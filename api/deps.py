@@ -27,14 +27,20 @@ NodeDep = Annotated[Node, Depends(get_node)]
 # FastAPI resolves costs a request some 15 µs.
 
 
+def bearer_token(header: str) -> str | None:
+    """The API key of an ``Authorization: Bearer <key>`` header, however the scheme is spelt; None for another."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 async def get_caller(request: Request) -> Caller:
     node = _node(request)
     header = request.headers.get("authorization")
     if header is None:
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(header)
+    if token is None:
         raise Unauthenticated("use 'Authorization: Bearer <api-key>'")
     # A key seen before is answered from memory; a new one is looked up in the database, on a thread.
     caller = node.remembered_caller(token) or await in_thread(node.authenticate, token)
@@ -59,8 +65,14 @@ async def _read_body(request: Request, node: Node) -> bytes:
 
 
 async def get_json_body(request: Request) -> Any:
-    """The body as I-JSON (duplicate keys, NaN, 2^53+ integers refused), within the size limit."""
-    return canonical.loads(await _read_body(request, _node(request)))
+    """The body as I-JSON (duplicate keys, NaN, 2^53+ integers refused), within the size limit, with no U+0000 in
+    any string: PostgreSQL cannot store it in text, and a node answers alike on either database."""
+    body = await _read_body(request, _node(request))
+    value = canonical.loads(body)
+    # JSON text can hold U+0000 only as this escape: the text is searched, and only then the value.
+    if b"\\u0000" in body and any("\x00" in text for text in canonical.strings(value)):
+        raise BadRequest("a string of the body holds U+0000 (NUL), which this node does not take")
+    return value
 
 
 async def get_text_body(request: Request) -> str:

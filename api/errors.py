@@ -13,8 +13,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ebl.errors import EblError, ErrorDetail, WitnessSizeMismatch
+from ebl.logs import REQUEST_ID
 
 logger = logging.getLogger("ebl.api")
+
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class DetailedError(BaseModel):
@@ -95,4 +98,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, "INTERNAL_ERROR", "the node failed to handle this request")
+        response = error_response(request, 500, "INTERNAL_ERROR", "the node failed to handle this request")
+        # Answered outside api.observability, which names every other answer: the id is the one to report.
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from api.errors import ebl_error_response
 from ebl import canonical
-from ebl.errors import EblError
+from ebl.errors import EblError, LostRace
 from ebl.service import Caller, Node, StoredResponse
 
 
@@ -39,6 +39,10 @@ async def run(
         )
     try:
         result = await action()
+    except LostRace:
+        # Another action was recorded first: a retry with this key must run again, not replay "read it again".
+        await node.finish_idempotent(caller, key, None)
+        raise
     except EblError as exc:
         response: Response = ebl_error_response(request, exc)
     except BaseException:

@@ -1,4 +1,5 @@
-"""Around every request: its id, the per-API-key rate limit, Prometheus metrics and one JSON access-log line.
+"""Around every request: its id, the per-API-key rate limit, Prometheus metrics and one JSON access-log line; and the
+refusal of a path or query holding U+0000, which no parameter of this API may hold and PostgreSQL cannot store.
 
 A pure ASGI middleware (``Observability``) rather than one per concern: each request is timed, counted, limited and
 logged in one place, and the id it is given reaches every log line written while it is handled.
@@ -17,17 +18,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from api.deps import bearer_token
+from api.errors import REQUEST_ID_HEADER, error_response
 from ebl.logs import REQUEST_ID
 from ebl.ratelimit import RateLimiter
 from ebl.service import Node
 
 access_log = logging.getLogger("ebl.access")
 
-REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Scrapes and health checks are neither limited nor counted against a client.
 UNLIMITED_PATHS = frozenset({"/metrics", "/health"})
@@ -67,11 +68,18 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# nginx's code for a request whose client went away before it was answered: nobody is left to answer.
+CLIENT_CLOSED_REQUEST = 499
+
+
 def _client(scope: Scope) -> str:
-    """Whom the rate limit counts: the API key (by its hash, never the key itself), else the client address."""
+    """Whom the rate limit counts: the API key (by its hash, never the key itself), else the client address. The key
+    is read as authentication reads it, so that no other spelling of the header gets a bucket of its own."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            return "key:" + hashlib.sha256(value).hexdigest()
+            token = bearer_token(value.decode("latin-1"))
+            if token is not None:
+                return "key:" + hashlib.sha256(token.encode("latin-1")).hexdigest()
     client = scope.get("client")
     return "address:" + (client[0] if client else "unknown")
 
@@ -107,8 +115,15 @@ class Observability:
                 )
                 response.headers["Retry-After"] = str(wait)
                 await response(scope, receive, send_with_id)
+            elif "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+                response = error_response(
+                    Request(scope), 400, "INVALID_PARAMETER", "the path or the query holds U+0000 (NUL)"
+                )
+                await response(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED_REQUEST
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started

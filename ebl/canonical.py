@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import rfc8785
@@ -38,7 +39,9 @@ def _parse_int(text: str) -> int:
     # with a ValueError that is not a JSON error.
     value = int(text) if len(text.lstrip("-")) <= len(str(_MAX_SAFE_INTEGER)) else _MAX_SAFE_INTEGER + 1
     if abs(value) > _MAX_SAFE_INTEGER:
-        raise MalformedJson(f"the integer {text[:40]} is beyond ±2^53 and not exact in I-JSON (RFC 7493 §2.2)")
+        raise MalformedJson(
+            f"the integer {text[:40]} is outside ±(2^53 - 1), the exact integers of I-JSON (RFC 7493 §2.2)"
+        )
     return value
 
 
@@ -58,14 +61,20 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 def _check_unicode(value: Any) -> None:
     """Refuse lone surrogates, which JSON escapes can express but UTF-8 (and so RFC 8785) cannot."""
+    for text in strings(value):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedJson("a string holds a lone surrogate, which is not I-JSON (RFC 7493 §2.1)") from None
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string of a parsed JSON value: its object keys too."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise MalformedJson("a string holds a lone surrogate, which is not I-JSON (RFC 7493 §2.1)") from None
+            yield item
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())

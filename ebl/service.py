@@ -1066,7 +1066,7 @@ class Node:
         if existing is None:
             return None
         if not hmac.compare_digest(existing.request_hash, request_hash):
-            raise IdempotencyKeyReused("this Idempotency-Key was used with another request body")
+            raise IdempotencyKeyReused("this Idempotency-Key was used with another request (method, path or body)")
         if existing.status_code is None or existing.response_body is None:
             raise LostRace("a request with this Idempotency-Key is in progress", code="IDEMPOTENCY_KEY_IN_USE")
         return StoredResponse(existing.status_code, existing.response_body)

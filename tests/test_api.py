@@ -7,9 +7,11 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from ebl import canonical, jws, keys
+from ebl.errors import LostRace
 from tests.conftest import (
     CARRIER,
     CONSIGNEE,
@@ -337,6 +339,32 @@ def test_idempotency_key_replays_and_refuses_other_bodies(api: Api, sample: dict
     replay = api.client.post(f"/v1/ebls/{REF}/transactions", json=transfer, headers=shipper_headers)
     assert replay.status_code == 201
     assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 2
+
+
+def test_a_lost_race_is_not_replayed_to_a_retry_with_the_same_key(
+    api: Api, sample: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert api.issue(sample).status_code == 201
+    node = api.client.app.state.node  # type: ignore[attr-defined]
+    act = node.act
+
+    async def lose_once(*args: Any) -> Any:
+        # What the node answers when another action on the eBL was recorded between its read and its write.
+        monkeypatch.setattr(node, "act", act)
+        raise LostRace(f"another action on {REF} was recorded first; read it again")
+
+    monkeypatch.setattr(node, "act", lose_once)
+    headers = {**api.headers(SHIPPER), "Idempotency-Key": "transfer-1"}
+    transfer = {"actionCode": "TRANSFER", "recipient": api.ref(CQ_BANK)}
+    lost = api.client.post(f"/v1/ebls/{REF}/transactions", json=transfer, headers=headers)
+    assert_error(lost, 409, "CONCURRENT_UPDATE")
+    retried = api.client.post(f"/v1/ebls/{REF}/transactions", json=transfer, headers=headers)
+    assert retried.status_code == 201, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+    assert (
+        api.client.post(f"/v1/ebls/{REF}/transactions", json=transfer, headers=headers).headers["Idempotent-Replayed"]
+        == "true"
+    )
 
 
 def test_bodies_must_be_i_json_and_within_the_limit(api: Api, sample: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ graceful shutdown that lets requests in flight finish."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import json
@@ -47,6 +48,14 @@ def test_an_api_key_over_its_limit_gets_429_with_retry_after(limited: Api) -> No
     assert all(limited.client.get("/health").status_code == 200 for _ in range(5))
 
 
+def test_one_api_key_has_one_bucket_however_its_header_is_spelt(limited: Api) -> None:
+    key = limited.parties[SHIPPER]["apiKey"]
+    spellings = [f"Bearer {key}", f"bearer {key}", f"BEARER  {key}", f"bEaReR {key} "]
+    answers = [limited.client.get("/v1/parties", headers={"Authorization": spelling}) for spelling in spellings]
+    assert [a.status_code for a in answers[:3]] == [200, 200, 200]
+    assert_error(answers[3], 429, "RATE_LIMITED")
+
+
 def test_the_openapi_document_tells_clients_about_the_rate_limit(api: Api) -> None:
     paths = api.client.get("/openapi.json").json()["paths"]
     refused = paths["/v1/ebls"]["post"]["responses"]["429"]
@@ -63,16 +72,26 @@ def test_requests_carry_an_id_the_client_may_choose(api: Api) -> None:
     assert len({made_up.headers["X-Request-ID"], generated.headers["X-Request-ID"]}) == 2
 
 
-@pytest.fixture
-def access_log() -> Iterator[io.StringIO]:
+def _json_lines(logger_name: str) -> Iterator[io.StringIO]:
+    """What ``logger_name`` writes while the test runs, as the server writes it: JSON lines."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("ebl.access")
+    logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     yield stream
     logger.removeHandler(handler)
+
+
+@pytest.fixture
+def access_log() -> Iterator[io.StringIO]:
+    yield from _json_lines("ebl.access")
+
+
+@pytest.fixture
+def api_log() -> Iterator[io.StringIO]:
+    yield from _json_lines("ebl.api")
 
 
 def test_each_request_is_one_json_log_line_with_its_id_and_no_secret(
@@ -101,6 +120,82 @@ def test_each_request_is_one_json_log_line_with_its_id_and_no_secret(
         "party": api.parties[CARRIER]["id"],
     }
     assert api_key not in access_log.getvalue()
+
+
+def test_an_unexpected_failure_is_a_500_that_names_the_request(
+    api: Api, monkeypatch: pytest.MonkeyPatch, api_log: io.StringIO
+) -> None:
+    def fail() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api.client.app.state.node, "directory", fail)  # type: ignore[attr-defined]
+    answer = api.client.get("/v1/parties", headers={**api.headers(SHIPPER), "X-Request-ID": "bug-1"})
+    assert_error(answer, 500, "INTERNAL_ERROR")
+    assert answer.headers["X-Request-ID"] == "bug-1"
+    logged = [json.loads(line) for line in api_log.getvalue().splitlines()]
+    assert [(line["level"], line["request_id"]) for line in logged] == [("ERROR", "bug-1")]
+    assert "RuntimeError: a bug" in logged[0]["exception"]
+
+
+def test_a_client_that_leaves_mid_body_is_logged_as_gone_not_as_a_failure(
+    api: Api, access_log: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = api.client.app
+    messages = iter([{"type": "http.request", "body": b'{"bund', "more_body": True}, {"type": "http.disconnect"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/verify",
+        "raw_path": b"/v1/verify",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100"), (b"x-request-id", b"gone-1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+        "app": app,
+    }
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent == []  # nobody is left to answer
+    entry = next(json.loads(line) for line in access_log.getvalue().splitlines() if "gone-1" in line)
+    assert entry["status"] == 499
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    route = (("method", "POST"), ("route", "/v1/verify"))
+    metrics = _metrics(api.client)
+    assert metrics[("ebl_http_requests_total", (*route, ("status", "499")))] == 1
+    assert ("ebl_http_requests_total", (*route, ("status", "500"))) not in metrics
+
+
+def test_no_parameter_or_body_string_may_hold_nul(api: Api, sample: dict[str, Any]) -> None:
+    # PostgreSQL cannot store U+0000 in text; both databases refuse it alike, as a 400, never a 500.
+    reference = sample["transportDocumentReference"]
+    assert_error(api.get(SHIPPER, "/v1/ebls/A%00B"), 400, "INVALID_PARAMETER")
+    assert_error(api.get(SHIPPER, "/v1/ebls?cursor=%00"), 400, "INVALID_PARAMETER")
+    assert_error(api.client.put("/v3/envelopes/a%00b/finish-transfer"), 400, "INVALID_PARAMETER")
+    nul = copy.deepcopy(sample)
+    nul["transportDocumentReference"] = "PG\x00NUL"
+    assert_error(api.issue(nul), 400)
+    assert_error(
+        api.client.post("/v3/receiver-validation", json={"partyCode": "9\x00", "codeListProvider": "ZZZ"}), 400
+    )
+    # A backslash followed by "u0000" is text like any other.
+    escaped = copy.deepcopy(sample)
+    escaped["transportDocumentReference"] = reference + "X"
+    escaped["termsAndConditions"] += " \\u0000"
+    issued = api.issue(escaped)
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["transportDocument"]["termsAndConditions"].endswith(" \\u0000")
 
 
 def _metrics(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
