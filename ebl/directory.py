@@ -61,6 +61,8 @@ class KnownParty:
     id: str
     ref: dict[str, Any]
     created_at: datetime
+    is_verifier: bool
+    """Verifiers (customs) read eBLs and never act on them, so they may never hold one."""
 
 
 def _caller(row: PartyRow) -> Caller:
@@ -68,7 +70,12 @@ def _caller(row: PartyRow) -> Caller:
 
 
 def _known(row: PartyRow) -> KnownParty:
-    return KnownParty(row.id, party_ref_json(row.party_name, row.ebl_platform, row.identifying_codes), row.created_at)
+    return KnownParty(
+        row.id,
+        party_ref_json(row.party_name, row.ebl_platform, row.identifying_codes),
+        row.created_at,
+        Role.VERIFIER in row.roles,
+    )
 
 
 class Directory:

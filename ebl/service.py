@@ -248,10 +248,12 @@ def _named_codes(document: Mapping[str, Any]) -> set[tuple[str, str]]:
 
 
 def _unknown_party(platform: str, where: str) -> BadRequest:
+    return _party_refused(f"no party on {platform} has the identifying codes of {where}", "UNKNOWN_PARTY", where)
+
+
+def _party_refused(message: str, code: str, where: str) -> BadRequest:
     return BadRequest(
-        f"no party on {platform} has the identifying codes of {where}",
-        code="UNKNOWN_PARTY",
-        details=[ErrorDetail(message="unknown party", property=where, json_path=f"$.{where}")],
+        message, code=code, details=[ErrorDetail(message=message, property=where, json_path=f"$.{where}")]
     )
 
 
@@ -541,9 +543,23 @@ class Node:
         if platform != self.platform:
             return _Recipient(await self._remote_party(ref, platform, where), None)
         found = self._parties.with_codes(platform, code_keys(ref))
-        if found:
-            return _Recipient(found[0].ref, found[0].id)
-        raise _unknown_party(platform, where)
+        if not found:
+            raise _unknown_party(platform, where)
+        if len(found) > 1:
+            # Possession of a document of title never goes to whichever of them matched first.
+            raise _party_refused(
+                f"the identifying codes of {where} belong to {len(found)} different parties of {platform}",
+                "AMBIGUOUS_PARTY",
+                where,
+            )
+        party = found[0]
+        if party.is_verifier:
+            raise _party_refused(
+                f"{where} {party.ref['partyName']} is a verifier: verifiers read eBLs and never hold them",
+                "VERIFIER_CANNOT_HOLD",
+                where,
+            )
+        return _Recipient(party.ref, party.id)
 
     async def _remote_party(self, ref: Mapping[str, Any], platform: str, where: str) -> dict[str, Any]:
         """A party on a peer platform, as that platform names it (DCSA receiver validation)."""

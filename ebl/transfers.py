@@ -32,7 +32,7 @@ from ebl import canonical, chain, credentials, jws, pint
 from ebl.chain import DocumentFacts, EntryPayload, Transaction
 from ebl.document import validate_transport_document
 from ebl.errors import BadRequest, Conflict, EblError, NotFound
-from ebl.parties import code_keys
+from ebl.parties import Role, code_keys
 from ebl.store.db import read_session, write
 from ebl.store.repositories import (
     Ebl,
@@ -115,8 +115,9 @@ class Transfers:
         found = await self._node.db.read(
             lambda session: PartyRepository(session).with_codes(self._node.platform, codes)
         )
-        if len(found) != 1:
-            # Deliberately vague (DCSA): unknown, ambiguous or an unsupported code list all look alike.
+        if len(found) != 1 or Role.VERIFIER in found[0].roles:
+            # Deliberately vague (DCSA): unknown, ambiguous, a verifier (who may never hold an eBL) or an unsupported
+            # code list all look alike.
             raise NotFound("no party on this platform is known by this identifying code")
         return {"partyName": found[0].party_name}
 
@@ -299,8 +300,10 @@ class Transfers:
         node = self._node
         parties = PartyRepository(session)
         found = parties.with_codes(node.platform, code_keys(opened.addressee))
-        if not found:
-            raise pint.Refusal("BENV", "the recipient is not a party on this platform")
+        if len(found) != 1:
+            raise pint.Refusal("BENV", "the recipient's identifying codes name no one party on this platform")
+        if Role.VERIFIER in found[0].roles:
+            raise pint.Refusal("BENV", "the recipient is a verifier, who may never hold an eBL")
         ebls, transfers = EblRepository(session), TransferRepository(session)
         row = ebls.latest(opened.reference, for_update=True)
         bundle = opened.bundle

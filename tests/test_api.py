@@ -341,6 +341,26 @@ def test_idempotency_key_replays_and_refuses_other_bodies(api: Api, sample: dict
     assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 2
 
 
+def test_an_ebl_goes_only_to_one_party_that_may_hold_it(api: Api, sample: dict[str, Any]) -> None:
+    # Customs reads eBLs and never acts on them: an eBL given to it could never move again.
+    assert_error(api.issue(sample, to=CQ_CUSTOMS), 400, "VERIFIER_CANNOT_HOLD")
+    assert api.issue(sample).status_code == 201
+    assert_error(api.act(SHIPPER, REF, "TRANSFER", SG_CUSTOMS), 400, "VERIFIER_CANNOT_HOLD")
+    assert_error(api.act(SHIPPER, REF, "ENDORSE_TO_ORDER", CQ_CUSTOMS), 400, "VERIFIER_CANNOT_HOLD")
+    # Identifying codes of two parties name neither: possession never goes to whichever matched first.
+    both = {
+        **api.ref(SG_BANK),
+        "identifyingCodes": api.ref(SG_BANK)["identifyingCodes"] + api.ref(CQ_BANK)["identifyingCodes"],
+    }
+    ambiguous = api.client.post(
+        f"/v1/ebls/{REF}/transactions", json={"actionCode": "TRANSFER", "recipient": both}, headers=api.headers(SHIPPER)
+    )
+    assert_error(ambiguous, 400, "AMBIGUOUS_PARTY")
+    held = api.get(SHIPPER, f"/v1/ebls/{REF}").json()
+    assert (held["possessor"]["partyName"], held["chainLength"]) == (SHIPPER, 1)
+    assert api.act(SHIPPER, REF, "TRANSFER", CQ_BANK).status_code == 201
+
+
 def test_a_lost_race_is_not_replayed_to_a_retry_with_the_same_key(
     api: Api, sample: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,6 +42,7 @@ SHIPPER_REF = _ref(SHIPPER, "CQSB", "USCI", "91500000MA5U000001")
 CQ_BANK_REF = _ref(CQ_BANK, "CQSB", "USCI", "91500000MA5U000003")
 SG_BANK_REF = _ref(SG_BANK, "SGSB", "UEN", "199901234D")
 CONSIGNEE_REF = _ref(CONSIGNEE, "SGSB", "UEN", "201912345K")
+SG_CUSTOMS_REF = _ref("Singapore Customs", "SGSB", "UEN", "T08GA0001A")
 
 
 def _tx(action: str, actor: dict[str, Any], recipient: dict[str, Any] | None, second: int) -> dict[str, Any]:
@@ -148,6 +149,8 @@ def test_receiver_validation_names_a_party_here_and_nothing_else(sg: Receiver) -
     code = SG_BANK_REF["identifyingCodes"][0]
     assert sg.client.post("/v3/receiver-validation", json=code).json() == {"partyName": SG_BANK}
     assert_error(sg.client.post("/v3/receiver-validation", json=SHIPPER_REF["identifyingCodes"][0]), 404)
+    # Customs reads eBLs and may never hold one: to a sender, it is no one to send an eBL to.
+    assert_error(sg.client.post("/v3/receiver-validation", json=SG_CUSTOMS_REF["identifyingCodes"][0]), 404)
 
 
 def test_a_transfer_is_received_signed_and_held(sg: Receiver) -> None:
@@ -206,8 +209,11 @@ def test_an_envelope_signed_with_a_key_this_node_does_not_trust_is_bsig(sg: Rece
     [
         _ref(SG_BANK, "ZZSB", "UEN", "199901234D"),  # another platform
         _ref("Nobody Pte. Ltd.", "SGSB", "UEN", "000000000X"),  # no such party here
+        SG_CUSTOMS_REF,  # a verifier, who may never hold an eBL
+        # Codes of two parties here: possession never goes to whichever matched first.
+        {**SG_BANK_REF, "identifyingCodes": SG_BANK_REF["identifyingCodes"] + CONSIGNEE_REF["identifyingCodes"]},
     ],
-    ids=["wrong-platform", "unknown-recipient"],
+    ids=["wrong-platform", "unknown-recipient", "verifier", "two-parties"],
 )
 def test_an_envelope_not_for_a_party_here_is_benv(sg: Receiver, recipient: dict[str, Any]) -> None:
     _signed(sg, sg.client.post("/v3/envelopes", json=_envelope(_document(), _to(recipient))), 422, "BENV")
