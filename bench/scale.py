@@ -55,7 +55,7 @@ from ebl import canonical, chain, jws, keys
 from ebl.config import Settings
 from ebl.log import merkle
 from ebl.parties import PartyRef
-from ebl.service import Node
+from ebl.service import KeyRegistration, Node
 
 _carrier_key: keys.SigningKey
 _context: dict[str, Any]
@@ -102,7 +102,10 @@ def bulk_load(database_url: str, folder: Path, count: int) -> list[str]:
     node = Node.open(Settings(database_url=database_url, keys_dir=folder / "keys", sandbox=True))
     parties = {p.partyName: p for p in asyncio.run(node.sandbox_parties())}
     carrier_key = keys.generate("Ed25519")
-    asyncio.run(node.register_key(node.authenticate(parties[CARRIER].apiKey), carrier_key.public.to_json()))
+    carrier = parties[CARRIER]
+    proof = jws.sign({"partyId": carrier.id, "eblPlatform": carrier.eblPlatform}, carrier_key)
+    registration = KeyRegistration(publicJwk=carrier_key.public.to_json(), proof=proof)
+    asyncio.run(node.register_key(node.authenticate(carrier.apiKey), registration))
     from cryptography.hazmat.primitives import serialization
 
     pem = carrier_key.private.private_bytes(

@@ -10,13 +10,14 @@ from pydantic import BaseModel
 
 from ebl.bundle import Bundle, ChainHead
 from ebl.chain import EntryPayload, IssuanceManifest
-from ebl.service import DcsaIssuanceRequest, IssueRequest, TransactionRequest
+from ebl.service import DcsaIssuanceRequest, IssueRequest, KeyRegistration, TransactionRequest
 from ebl.verify import VerificationReport
 
 _MODELS: dict[str, type[BaseModel]] = {
     "issue-request": IssueRequest,
     "dcsa-issuance-request": DcsaIssuanceRequest,
     "transaction-request": TransactionRequest,
+    "key-registration": KeyRegistration,
     "chain-entry-payload": EntryPayload,
     "issuance-manifest": IssuanceManifest,
     "chain-head": ChainHead,

@@ -104,6 +104,32 @@ class IssueRequest(BaseModel):
     ] = None
 
 
+class KeyRegistration(BaseModel):
+    """``POST /v1/parties/me/keys``: a public key the caller holds, with a proof that it holds its private key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    publicJwk: Annotated[
+        dict[str, Any], Field(description="the public JWK: Ed25519, P-256 or RSA of 2048 bits or more")
+    ]
+    proof: Annotated[
+        str,
+        Field(
+            pattern=jws.COMPACT_PATTERN.pattern,
+            description='a compact JWS signed with this key over {"partyId": <the caller\'s party id>, '
+            '"eblPlatform": <this node\'s platform>}: whoever registers a key holds it, and a proof made for one '
+            "party or platform registers it for no other",
+        ),
+    ]
+
+
+class _KeyRegistrationProof(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    partyId: str
+    eblPlatform: str
+
+
 class DcsaIssuanceRequest(BaseModel):
     """``PUT /v3/ebl-issuance-requests``: DCSA eBL Issuance 3.0.3 ``IssuanceRequest``."""
 
@@ -518,9 +544,23 @@ class Node:
 
         return await self.db.read(read)
 
-    async def register_key(self, caller: Caller, jwk: Any) -> dict[str, Any]:
-        """Register a public key the caller holds itself; the node vouches for it with a credential."""
-        public = keys.parse_public_jwk(jwk)
+    async def register_key(self, caller: Caller, request: KeyRegistration) -> dict[str, Any]:
+        """Register a public key the caller proves it holds; the node vouches for it with a credential. Without the
+        proof, anyone could have the node vouch that a key they saw somewhere (another party's, this node's own)
+        is theirs, and keep its holder from registering it."""
+        public = keys.parse_public_jwk(request.publicJwk)
+        try:
+            signed = _KeyRegistrationProof.model_validate(jws.verify(request.proof, public))
+        except ValidationError:
+            raise BadRequest(
+                'the proof\'s payload is not {"partyId": ..., "eblPlatform": ...}', code="INVALID_PROOF_OF_POSSESSION"
+            ) from None
+        if (signed.partyId, signed.eblPlatform) != (caller.id, self.platform):
+            raise BadRequest(
+                f"the proof is signed for party {signed.partyId!r} on {signed.eblPlatform!r}, not for the caller "
+                f"({caller.id!r} on {self.platform!r})",
+                code="INVALID_PROOF_OF_POSSESSION",
+            )
 
         def register(session: Session) -> PartyKeyRow:
             parties = PartyRepository(session)

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, make_url
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
+from ebl import jws, keys
 from ebl.config import Settings
 from ebl.demo import CARRIER, CONSIGNEE, CQ_BANK, SG_BANK, SG_CUSTOMS, SHIPPER, sample_document
 from ebl.service import Node
@@ -156,6 +157,13 @@ class Api:
 
     def get(self, name: str, path: str) -> Any:
         return self.client.get(path, headers=self.headers(name))
+
+    def register_key(self, name: str, key: keys.SigningKey) -> Any:
+        """Register ``key`` for ``name``, proving that it holds the private key."""
+        party = self.parties[name]
+        proof = jws.sign({"partyId": party["id"], "eblPlatform": party["eblPlatform"]}, key)
+        body = {"publicJwk": key.public.to_json(), "proof": proof}
+        return self.client.post("/v1/parties/me/keys", json=body, headers=self.headers(name))
 
 
 @pytest.fixture

@@ -210,7 +210,7 @@ def test_unknown_issue_to_party_is_400(api: Api, sample: dict[str, Any]) -> None
 
 def test_carrier_signed_issuance_manifest(api: Api, sample: dict[str, Any]) -> None:
     carrier_key = keys.generate("P-256")
-    registered = api.client.post("/v1/parties/me/keys", json=carrier_key.public.to_json(), headers=api.headers(CARRIER))
+    registered = api.register_key(CARRIER, carrier_key)
     assert registered.status_code == 201, registered.text
     issue_to = api.issue_to(SHIPPER)
     manifest = jws.sign(
@@ -229,9 +229,37 @@ def test_carrier_signed_issuance_manifest(api: Api, sample: dict[str, Any]) -> N
     assert_error(api.issue(other, issuanceManifestSignedContent=stranger), 400, "INVALID_SIGNATURE")
 
 
+def test_a_key_is_registered_only_by_whoever_holds_it(api: Api) -> None:
+    key = keys.generate()
+    carrier = api.parties[CARRIER]
+
+    def register(public_jwk: dict[str, Any], proof: str) -> Any:
+        body = {"publicJwk": public_jwk, "proof": proof}
+        return api.client.post("/v1/parties/me/keys", json=body, headers=api.headers(CARRIER))
+
+    # The node's own public key, as anyone can read it: whoever does not hold the private key cannot prove it.
+    node_jwk = api.client.get("/.well-known/jwks.json").json()["keys"][0]
+    claimed = register(node_jwk, jws.sign({"partyId": carrier["id"], "eblPlatform": "CQSB"}, key))
+    assert_error(claimed, 400, "INVALID_SIGNATURE")
+    # A proof made for another party, or for another platform, registers the key for no one else.
+    for_shipper = jws.sign({"partyId": api.parties[SHIPPER]["id"], "eblPlatform": "CQSB"}, key)
+    assert_error(register(key.public.to_json(), for_shipper), 400, "INVALID_PROOF_OF_POSSESSION")
+    elsewhere = jws.sign({"partyId": carrier["id"], "eblPlatform": "SGSB"}, key)
+    assert_error(register(key.public.to_json(), elsewhere), 400, "INVALID_PROOF_OF_POSSESSION")
+    manifest = jws.sign({"documentChecksum": "0" * 64, "issueToChecksum": "0" * 64}, key)
+    assert_error(register(key.public.to_json(), manifest), 400, "INVALID_PROOF_OF_POSSESSION")
+    assert_error(register(key.public.to_json(), "not a JWS"), 400)
+    registered = api.register_key(CARRIER, key)
+    assert registered.status_code == 201, registered.text
+    assert registered.json()["kid"] == key.public.kid
+    assert_error(api.register_key(CARRIER, key), 409, "KEY_ALREADY_REGISTERED")
+    jwks = api.client.get("/.well-known/jwks.json").json()["keys"]
+    assert [k["kid"] for k in jwks].count(node_jwk["kid"]) == 1
+
+
 def test_dcsa_issuance_request(api: Api, sample: dict[str, Any]) -> None:
     key = keys.generate()
-    api.client.post("/v1/parties/me/keys", json=key.public.to_json(), headers=api.headers(CARRIER))
+    assert api.register_key(CARRIER, key).status_code == 201
     issue_to = api.issue_to(SHIPPER)
     manifest = jws.sign(
         {"documentChecksum": canonical.checksum(sample), "issueToChecksum": canonical.checksum(issue_to)}, key

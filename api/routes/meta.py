@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import CallerDep, JsonBody, NodeDep
-from api.openapi import ERRORS, error
+from api.openapi import ERRORS, error, request_body
 from ebl.blocking import in_thread
-from ebl.service import PartyInfo, SandboxParty
+from ebl.service import KeyRegistration, PartyInfo, SandboxParty, parse_model
 
 router = APIRouter()
 
@@ -60,10 +60,11 @@ async def parties(node: NodeDep, _caller: CallerDep) -> list[PartyInfo]:
     tags=["parties"],
     status_code=201,
     summary="Register a public JWK the caller holds itself",
-    description="Ed25519 (EdDSA), P-256 (ES256) or RSA ≥ 2048 (PS256/RS256). The node answers with a key "
-    "credential it signed. Use the key to sign issuance manifests.",
+    description="Ed25519 (EdDSA), P-256 (ES256) or RSA ≥ 2048 (PS256/RS256), with `proof`: a compact JWS signed "
+    'with the key over `{"partyId": <your party id>, "eblPlatform": <this platform>}` (your id is in '
+    "`GET /v1/parties`). The node answers with a key credential it signed. Use the key to sign issuance manifests.",
     responses={k: ERRORS[k] for k in (400, 401, 409)},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+    openapi_extra=request_body(KeyRegistration),
 )
 async def register_key(node: NodeDep, caller: CallerDep, body: JsonBody) -> dict[str, Any]:
-    return await node.register_key(caller, body)
+    return await node.register_key(caller, parse_model(KeyRegistration, body))
