@@ -128,7 +128,7 @@ class Observability:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = getattr(route, "path_format", "unmatched")
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(scope["method"], template).observe(elapsed)
             access_log.info(

@@ -229,6 +229,27 @@ def test_carrier_signed_issuance_manifest(api: Api, sample: dict[str, Any]) -> N
     assert_error(api.issue(other, issuanceManifestSignedContent=stranger), 400, "INVALID_SIGNATURE")
 
 
+def test_a_reference_may_hold_a_slash(api: Api, sample: dict[str, Any]) -> None:
+    # DCSA's pattern for transportDocumentReference allows "/"; a client sends it as %2F in the path.
+    sample["transportDocumentReference"] = "YXRS/2611/CKG"
+    assert api.issue(sample).status_code == 201
+    path = "/v1/ebls/YXRS%2F2611%2FCKG"
+    assert api.get(SHIPPER, path).json()["transportDocumentReference"] == "YXRS/2611/CKG"
+    transferred = api.client.post(
+        f"{path}/transactions",
+        json={"actionCode": "TRANSFER", "recipient": api.ref(CQ_BANK)},
+        headers=api.headers(SHIPPER),
+    )
+    assert transferred.status_code == 201, transferred.text
+    assert len(api.get(CQ_BANK, f"{path}/chain").json()["entries"]) == 2
+    assert api.get(CQ_BANK, f"{path}/transfers").json() == []
+    bundle = api.get(CQ_CUSTOMS, f"{path}/bundle").json()
+    assert api.client.post("/v1/verify", json=bundle).json()["verdict"] == "VALID"
+    chain = api.get(CARRIER, "/v3/endorsement-chains/YXRS%2F2611%2FCKG")
+    assert chain.status_code == 200, chain.text
+    assert_error(api.get(SHIPPER, "/v1/ebls/YXRS%2F2611"), 404)
+
+
 def test_a_key_is_registered_only_by_whoever_holds_it(api: Api) -> None:
     key = keys.generate()
     carrier = api.parties[CARRIER]

@@ -34,7 +34,7 @@ async def issuance_request(node: NodeDep, caller: CallerDep, body: JsonBody) -> 
 
 
 @router.get(
-    "/endorsement-chains/{reference}",
+    "/endorsement-chains/{reference:path}",
     summary="DCSA endorsement chain (carrier)",
     responses={k: ERRORS[k] for k in (401, 403, 404)},
 )

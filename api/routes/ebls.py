@@ -42,13 +42,8 @@ async def list_ebls(
     return await node.list_ebls(caller, limit=limit, cursor=cursor)
 
 
-@router.get("/{reference}", summary="The document and its current state", responses={k: ERRORS[k] for k in (401, 404)})
-async def get_ebl(node: NodeDep, caller: CallerDep, reference: str) -> EblView:
-    return await node.get(caller, reference)
-
-
 @router.post(
-    "/{reference}/transactions",
+    "/{reference:path}/transactions",
     status_code=201,
     response_model=EblView,
     summary="Act on an eBL: transfer, endorse, sign, surrender; the carrier's SACC/SREJ",
@@ -64,7 +59,7 @@ async def act(request: Request, node: NodeDep, caller: CallerDep, reference: str
 
 
 @router.get(
-    "/{reference}/chain",
+    "/{reference:path}/chain",
     summary="The signed chain entries (compact JWS, oldest first)",
     responses={k: ERRORS[k] for k in (401, 404)},
 )
@@ -73,7 +68,7 @@ async def get_chain(node: NodeDep, caller: CallerDep, reference: str) -> dict[st
 
 
 @router.get(
-    "/{reference}/bundle",
+    "/{reference:path}/bundle",
     summary="A self-contained bundle for offline verification",
     description="Verify it with `POST /v1/verify` or offline: `ebl verify BUNDLE --trust keys/trust.json`.",
     responses={k: ERRORS[k] for k in (401, 404)},
@@ -83,7 +78,7 @@ async def get_bundle(node: NodeDep, caller: CallerDep, reference: str) -> dict[s
 
 
 @router.get(
-    "/{reference}/transfers",
+    "/{reference:path}/transfers",
     summary="Its transfers to other platforms (DCSA PINT), with the receivers' signed answers",
     description="`PENDING` while the node retries (with `lastError`), then `DELIVERED` (`RECE`/`DUPE`) or `REFUSED`; "
     "`signedResponse` is the receiving platform's signed answer, kept as the receipt.",
@@ -91,3 +86,12 @@ async def get_bundle(node: NodeDep, caller: CallerDep, reference: str) -> dict[s
 )
 async def get_transfers(node: NodeDep, caller: CallerDep, reference: str) -> list[dict[str, Any]]:
     return await node.transfers_of(caller, reference)
+
+
+# DCSA lets a reference hold "/" (sent as %2F, which the server decodes): every route takes the rest of the path as the
+# reference, so this one comes after the routes that end in a fixed segment.
+@router.get(
+    "/{reference:path}", summary="The document and its current state", responses={k: ERRORS[k] for k in (401, 404)}
+)
+async def get_ebl(node: NodeDep, caller: CallerDep, reference: str) -> EblView:
+    return await node.get(caller, reference)
