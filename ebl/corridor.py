@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,11 @@ def prepare_keys(data_dir: Path) -> None:
 
 
 def run(data_dir: Path, base_port: int) -> int:
-    """Serve both nodes as two processes until Ctrl-C (or until one stops); then stop both."""
+    """Serve both nodes as two processes until Ctrl-C or SIGTERM (or until one stops); then stop both."""
+    stopping = threading.Event()
+    # SIGTERM's default would end this process at once and leave both nodes running, with nobody to stop them.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     ports = {platform: base_port + i for i, platform in enumerate(PLATFORMS)}
     processes = []
     for platform in PLATFORMS:
@@ -88,10 +92,9 @@ def run(data_dir: Path, base_port: int) -> int:
         flush=True,
     )
     try:
-        while all(process.poll() is None for process in processes):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        # Every half second, to see whether a node has stopped on its own.
+        while not stopping.wait(0.5) and all(process.poll() is None for process in processes):
+            pass
     finally:
         for process in processes:
             if process.poll() is None:

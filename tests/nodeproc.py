@@ -22,6 +22,21 @@ def free_port() -> int:
         return port
 
 
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Poll ``url``'s /health until it answers (bounded), instead of guessing a start-up time; fail with the log if
+    ``process`` exits first."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, f"{url} did not start within 60 s"
+        time.sleep(0.1)
+
+
 class NodeProcess:
     """``ebl serve`` on ``database_url`` with its keys in ``folder``; its output goes to ``folder/serve-N.log``."""
 
@@ -51,17 +66,7 @@ class NodeProcess:
                 stdout=log,
                 stderr=log,
             )
-        # Readiness: poll /health until the node answers (bounded), instead of guessing a start-up time.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self._process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the node did not start within 60 s"
-            time.sleep(0.1)
+        wait_until_up(self.url, self._process, log_path)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as when the machine loses power or the kernel kills the process."""

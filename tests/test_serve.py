@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import DATABASES
-from tests.nodeproc import BIN, NodeProcess
+from tests.nodeproc import BIN, NodeProcess, free_port, wait_until_up
 
 
 @pytest.fixture
@@ -39,3 +40,38 @@ def test_serve_seeds_the_corridor_and_the_demo_plays_the_story(server: str, tmp_
         [str(BIN / "ebl"), "demo", "--url", server], capture_output=True, text=True, timeout=120, check=False
     )
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _two_free_ports() -> int:
+    """A port that is free, and the next one too (``ebl corridor`` serves on both)."""
+    while True:
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def test_sigterm_stops_the_corridor_and_both_its_nodes(tmp_path: Path) -> None:
+    base = _two_free_ports()
+    log_path = tmp_path / "corridor.log"
+    command = [str(BIN / "ebl"), "corridor", "--base-port", str(base), "--data-dir", str(tmp_path / "corridor")]
+    with log_path.open("wb") as log:
+        corridor = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        for port in (base, base + 1):
+            wait_until_up(f"http://127.0.0.1:{port}", corridor, log_path)
+        nodes = [int(pid) for pid in Path(f"/proc/{corridor.pid}/task/{corridor.pid}/children").read_text().split()]
+        assert len(nodes) == 2
+        corridor.terminate()  # as a service manager stops it
+        assert corridor.wait(timeout=60) == 0, log_path.read_text()
+        # Both nodes stopped with it: no process is left, and nothing answers on their ports.
+        assert [pid for pid in nodes if Path(f"/proc/{pid}").exists()] == []
+        for port in (base, base + 1):
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        if corridor.poll() is None:
+            corridor.kill()
