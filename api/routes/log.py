@@ -19,7 +19,8 @@ _Size = Annotated[int, Query(ge=0, le=2**53)]
     "/checkpoint",
     response_class=PlainTextResponse,
     summary="The latest signed checkpoint (C2SP tlog-checkpoint note)",
-    description="`<origin>\\n<size>\\n<base64 root>\\n`, a blank line, and the node's Ed25519 note signature.",
+    description="`<origin>\\n<size>\\n<base64 root>\\n`, a blank line, the node's Ed25519 note signature, then a "
+    "cosignature line for each peer witness that cosigned it.",
 )
 async def checkpoint(node: NodeDep) -> str:
     return await node.checkpoint()

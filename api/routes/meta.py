@@ -26,7 +26,7 @@ async def health(node: NodeDep) -> dict[str, str]:
     tags=["meta"],
     summary="Prometheus metrics of this server process",
     description="Requests by method, route and status; latencies; requests in flight; eBLs and log size "
-    "(read from the database at scrape time). Text exposition format 0.0.4.",
+    "(read from the database at scrape time). Prometheus text exposition format (its version in the Content-Type).",
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
