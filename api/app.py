@@ -29,9 +29,10 @@ Electronic bills of lading for the Chongqing–Singapore rail-sea corridor: DCSA
 transferred, endorsed and surrendered on a signed, hash-chained ledger, and verifiable offline.
 
 Authenticate with `Authorization: Bearer <api-key>` (sandbox keys: `GET /sandbox/parties`). Every error is a DCSA
-`ErrorResponse`, except the answers DCSA PINT and C2SP tlog-witness fix (a signed JWS; the witness's 409). Each API key is rate limited (429 with `Retry-After`); send `X-Request-ID` to find a request in the
-node's logs, and every answer carries the id it was logged under. `CQSB` and `SGSB` are this project's sandbox platform
-codes, not DCSA-registered ones.
+`ErrorResponse`, except the answers DCSA PINT and C2SP tlog-witness fix (a signed JWS; the witness's 409). Each API
+key is rate limited (429 with `Retry-After`); send `X-Request-ID` to find a request in the node's logs, and every
+answer carries the id it was logged under. `CQSB` and `SGSB` are this project's sandbox platform codes, not
+DCSA-registered ones.
 """
 
 
