@@ -97,10 +97,10 @@ def loads(data: bytes | str) -> Any:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         value = _DECODER.decode(text)
     except UnicodeDecodeError:
-        raise MalformedJson("the body is not UTF-8") from None
+        raise MalformedJson("the JSON text is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise MalformedJson(
-            "the body is not valid JSON",
+            "the text is not valid JSON",
             details=[ErrorDetail(message=f"{exc.msg} at line {exc.lineno} column {exc.colno}")],
         ) from None
     except RecursionError:
