@@ -277,6 +277,9 @@ def _unknown_party(platform: str, where: str) -> BadRequest:
     return _party_refused(f"no party on {platform} has the identifying codes of {where}", "UNKNOWN_PARTY", where)
 
 
+_MANIFEST_PATH = "$.issuanceManifestSignedContent"
+
+
 def _party_refused(message: str, code: str, where: str) -> BadRequest:
     return BadRequest(
         message, code=code, details=[ErrorDetail(message=message, property=where, json_path=f"$.{where}")]
@@ -713,9 +716,23 @@ class Node:
         if key_row is None or key_row.party_id != caller.id:
             raise InvalidSignature(
                 "the issuance manifest is not signed by a key of the issuing carrier",
-                details=[ErrorDetail(message="unknown kid", json_path="$.issuanceManifestSignedContent")],
+                details=[ErrorDetail(message="unknown kid", json_path=_MANIFEST_PATH)],
             )
-        payload = parse_model(chain.IssuanceManifest, jws.verify(manifest, keys.PublicKey(key_row.public_jwk)))
+        try:
+            payload = chain.IssuanceManifest.model_validate(jws.verify(manifest, keys.PublicKey(key_row.public_jwk)))
+        except ValidationError as exc:
+            # The fields are inside the JWS, where no JSONPath of the request reaches: the path names the JWS.
+            raise InvalidSignature(
+                "the issuance manifest's payload is not a DCSA IssuanceManifest",
+                details=[
+                    ErrorDetail(
+                        message=error["msg"],
+                        property=str(error["loc"][-1]) if error["loc"] else None,
+                        json_path=_MANIFEST_PATH,
+                    )
+                    for error in exc.errors(include_url=False, include_input=False)
+                ],
+            ) from None
         mismatches = []
         if payload.documentChecksum != document_checksum:
             mismatches.append(("documentChecksum", "does not match the RFC 8785 checksum of the document"))
@@ -724,9 +741,7 @@ class Node:
         if mismatches:
             raise InvalidSignature(
                 "the issuance manifest does not describe this request",
-                details=[
-                    ErrorDetail(message=m, property=p, json_path=f"$.issuanceManifest.{p}") for p, m in mismatches
-                ],
+                details=[ErrorDetail(message=m, property=p, json_path=_MANIFEST_PATH) for p, m in mismatches],
             )
 
     def _record(

@@ -224,7 +224,16 @@ def test_carrier_signed_issuance_manifest(api: Api, sample: dict[str, Any]) -> N
     other = copy.deepcopy(sample)
     other["transportDocumentReference"] = "YXRS2611OTHER"
     # A manifest over another document, and one signed by a key the carrier never registered.
-    assert_error(api.issue(other, issuanceManifestSignedContent=manifest), 400, "INVALID_SIGNATURE")
+    mismatch = assert_error(api.issue(other, issuanceManifestSignedContent=manifest), 400, "INVALID_SIGNATURE")
+    assert [(e["property"], e["jsonPath"]) for e in mismatch["errors"]] == [
+        ("documentChecksum", "$.issuanceManifestSignedContent")
+    ]
+    extra = jws.sign(
+        {"documentChecksum": canonical.checksum(other), "issueToChecksum": canonical.checksum(issue_to), "x": 1},
+        carrier_key,
+    )
+    refused = assert_error(api.issue(other, issuanceManifestSignedContent=extra), 400, "INVALID_SIGNATURE")
+    assert [(e["property"], e["jsonPath"]) for e in refused["errors"]] == [("x", "$.issuanceManifestSignedContent")]
     stranger = jws.sign({"documentChecksum": canonical.checksum(other), "issueToChecksum": "0" * 64}, keys.generate())
     assert_error(api.issue(other, issuanceManifestSignedContent=stranger), 400, "INVALID_SIGNATURE")
 
