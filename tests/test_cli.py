@@ -64,12 +64,17 @@ def test_schemas_command_writes_every_schema(tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.iterdir()} >= {"issue-request.schema.json", "bundle.schema.json"}
 
 
+def _environment_of(node: Node, monkeypatch: pytest.MonkeyPatch, *, sandbox: bool) -> None:
+    """The environment an ``ebl`` command reads to open ``node``'s database and keys."""
+    monkeypatch.setenv("EBL_DATABASE_URL", node.settings.database_url)
+    monkeypatch.setenv("EBL_KEYS_DIR", str(node.settings.keys_dir))
+    monkeypatch.setenv("EBL_SANDBOX", "true" if sandbox else "false")
+
+
 def test_sandbox_prints_every_party_with_its_key(
     node: Node, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("EBL_DATABASE_URL", node.settings.database_url)
-    monkeypatch.setenv("EBL_KEYS_DIR", str(node.settings.keys_dir))
-    monkeypatch.setenv("EBL_SANDBOX", "true")
+    _environment_of(node, monkeypatch, sandbox=True)
     assert cli.main(["sandbox"]) == 0
     out = capsys.readouterr().out
     for party in asyncio.run(node.sandbox_parties()):
@@ -79,9 +84,7 @@ def test_sandbox_prints_every_party_with_its_key(
 def test_sandbox_says_when_the_sandbox_is_off(
     node: Node, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("EBL_DATABASE_URL", node.settings.database_url)
-    monkeypatch.setenv("EBL_KEYS_DIR", str(node.settings.keys_dir))
-    monkeypatch.setenv("EBL_SANDBOX", "false")
+    _environment_of(node, monkeypatch, sandbox=False)
     assert cli.main(["sandbox"]) == 1
     assert capsys.readouterr().err == "ebl sandbox: the sandbox is off on this node; EBL_SANDBOX=true turns it on\n"
 
