@@ -25,7 +25,7 @@ Seven checks run, always all of them, in this order:
    root of a checkpoint signed by a trusted node key of the platform that recorded the entry: the exporting node's
    entries under the bundle's own checkpoint, another node's entries (an eBL that crossed platforms) under that
    node's checkpoint, as it came with the eBL. A witness policy asks for cosignatures on every checkpoint used.
-   SKIPPED for a bundle without a checkpoint.
+   SKIPPED for a bundle without a checkpoint, unless a witness policy asks for one: then INVALID.
 
 Each check is a function that returns a detail when it holds and raises ``_CheckFailed(detail, entry=...)`` when it
 does not; the runner turns both into the report. Where a check needs what an entry claims it reads the payload
@@ -617,7 +617,7 @@ def _check_state(ctx: _Context) -> str:
     _, state = ctx.folded
     holder = "blank-endorsed" if state.title_holder is None else f"title holder {_name(state.title_holder)}"
     return (
-        f"all {len(ctx.entries)} transactions follow the rules of DESIGN §4: the eBL is {state.status.value}, "
+        f"all {len(ctx.entries)} transactions follow the rules of the state machine: the eBL is {state.status.value}, "
         f"possessed by {_name(state.possessor)}, {holder}; it lives on {state.platform}"
     )
 
@@ -626,6 +626,12 @@ def _check_ledger_inclusion(ctx: _Context) -> str:
     """7. LEDGER_INCLUSION: every entry is a leaf of the log of the node that recorded it, under a checkpoint that
     node's key signed; the exporting node's entries under the bundle's own checkpoint."""
     if ctx.bundle.checkpoint is None:
+        if ctx.witnesses:
+            # Else taking the checkpoint out of a bundle would pass a policy it fails.
+            raise _CheckFailed(
+                f"the policy asks for {ctx.witnesses} witness cosignature(s) on the checkpoint, and the bundle carries "
+                "no checkpoint"
+            )
         if ctx.bundle.inclusionProofs is not None:
             raise _CheckSkipped("the bundle carries inclusion proofs but no checkpoint to check them against")
         raise _CheckSkipped("no checkpoint in the bundle")

@@ -78,6 +78,13 @@ def test_an_uncosigned_checkpoint_fails_a_witness_policy(corridor: Corridor, sam
     bundle = corridor.cq_api.get(SG_CUSTOMS, f"/v1/ebls/{REF}/bundle").json()
     assert corridor.cq_api.client.post("/v1/verify", json=bundle).json()["verdict"] == "VALID"
     assert corridor.cq_api.client.post("/v1/verify?witnesses=1", json=bundle).json()["verdict"] == "INVALID"
+    # Taking the checkpoint out passes no policy: without one the check is skipped, unless witnesses are asked for.
+    stripped = {key: value for key, value in bundle.items() if key not in ("checkpoint", "inclusionProofs")}
+    assert corridor.cq_api.client.post("/v1/verify", json=stripped).json()["verdict"] == "VALID"
+    report = corridor.cq_api.client.post("/v1/verify?witnesses=1", json=stripped).json()
+    assert report["verdict"] == "INVALID"
+    ledger = next(c for c in report["checks"] if c["name"] == "LEDGER_INCLUSION")
+    assert ledger["status"] == "INVALID" and "carries no checkpoint" in ledger["detail"]
 
 
 def _add(corridor: Corridor, request: AddCheckpoint) -> Any:
