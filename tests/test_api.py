@@ -503,3 +503,5 @@ def test_openapi_and_jwks(client: TestClient) -> None:
     jwks = client.get("/.well-known/jwks.json").json()["keys"]
     assert all("d" not in key for key in jwks)
     assert client.get("/health").json()["status"] == "ok"
+    probe = client.head("/health")
+    assert (probe.status_code, probe.content) == (200, b"")

@@ -15,7 +15,9 @@ from ebl.service import KeyRegistration, PartyInfo, SandboxParty, parse_model
 router = APIRouter()
 
 
-@router.get("/health", tags=["meta"], summary="Liveness and database reachability")
+@router.get("/health", tags=["meta"], summary="Liveness and database reachability (HEAD too)")
+# Load balancers and uptime probes often check health with HEAD.
+@router.head("/health", include_in_schema=False)
 async def health(node: NodeDep) -> dict[str, str]:
     await node.health()
     return {"status": "ok", "platform": node.platform}
