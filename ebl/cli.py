@@ -101,12 +101,14 @@ def _sandbox(_args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from ebl import canonical
     from ebl.keys import TrustStore
     from ebl.verify import verify_bundle
 
     try:
         trust = TrustStore.load(Path(args.trust))
-        bundle = json.loads(Path(args.bundle).read_text(encoding="utf-8"))
+        # Strictly, as POST /v1/verify reads it: a duplicate key would let another parser see another document.
+        bundle = canonical.loads(Path(args.bundle).read_bytes())
         report = verify_bundle(bundle, trust, witnesses=args.witnesses)
     except (OSError, ValueError, EblError) as exc:
         print(f"ebl verify: unusable input: {exc}", file=sys.stderr)
@@ -249,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument("bundle")
     verify.add_argument("--trust", default="keys/trust.json", help="trust store (node keys per platform)")
     verify.add_argument(
-        "--witnesses", type=int, default=0, help="cosignatures of other trusted nodes the log checkpoint must carry"
+        "--witnesses",
+        type=_whole_number("--witnesses", 0, 16),
+        default=0,
+        help="cosignatures of other trusted nodes the log checkpoint must carry",
     )
     verify.set_defaults(handler=_verify)
 

@@ -31,6 +31,7 @@ def test_verify_exit_codes(
     api: Api, node: Node, sample: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bundle = _story_bundle(api, sample, tmp_path)
+    valid = bundle.read_text(encoding="utf-8")
     trust = node.settings.keys_dir / "trust.json"
     assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 0
     assert json.loads(capsys.readouterr().out)["verdict"] == "VALID"
@@ -46,6 +47,15 @@ def test_verify_exit_codes(
     bundle.write_text("not json", encoding="utf-8")
     assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 2
     assert cli.main(["verify", str(tmp_path / "missing.json"), "--trust", str(trust)]) == 2
+    # Read as strictly as POST /v1/verify reads it: a parser that kept the first of two keys would see a forged
+    # document in a bundle whose verdict is VALID.
+    forged = '{"transportDocument": {"transportDocumentReference": "FORGED"}, ' + valid[1:]
+    bundle.write_text(forged, encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 2
+    assert "duplicate object key 'transportDocument'" in capsys.readouterr().err
+    bundle.write_text('{"a":' * 100_000 + "1" + "}" * 100_000, encoding="utf-8")
+    assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 2
 
 
 def test_verify_with_a_trust_store_that_does_not_know_the_node(
@@ -99,6 +109,7 @@ def test_sandbox_says_when_the_sandbox_is_off(
         (["serve", "--port", "70000"], "--port takes a whole number from 1 to 65535, not '70000'"),
         (["serve", "--port", "²"], "--port takes a whole number from 1 to 65535, not '²'"),
         (["corridor", "--base-port", "65535"], "--base-port takes a whole number from 1 to 65534, not '65535'"),
+        (["verify", "b.json", "--witnesses", "-1"], "--witnesses takes a whole number from 0 to 16, not '-1'"),
     ],
 )
 def test_serve_and_corridor_refuse_numbers_they_cannot_serve_with(
