@@ -1030,7 +1030,8 @@ class Node:
         )
 
     def push_checkpoint(self, client: httpx.Client) -> None:
-        """Ask every configured peer witness to cosign the latest checkpoint; keep the cosignatures they give."""
+        """Ask every configured peer witness to cosign the latest checkpoint; keep the cosignatures they give. A witness
+        that does not answer is logged and passed over: the others are still asked, and it is asked again next time."""
         peer_keys = [
             raw
             for p, keys_ in self.trust.node_keys.items()
@@ -1045,12 +1046,23 @@ class Node:
             assert latest is not None
             if old == latest.size:
                 continue
-            response = client.post(f"{url}/add-checkpoint", content=self._add_checkpoint_body(old, latest))
-            if response.status_code == 409 and response.headers.get("content-type", "").startswith("text/x.tlog.size"):
-                # The witness has seen another size of our log than we recorded: prove from there.
-                response = client.post(
-                    f"{url}/add-checkpoint", content=self._add_checkpoint_body(int(response.text.strip()), latest)
+            try:
+                response = client.post(f"{url}/add-checkpoint", content=self._add_checkpoint_body(old, latest))
+                if response.status_code == 409 and response.headers.get("content-type", "").startswith(
+                    "text/x.tlog.size"
+                ):
+                    # The witness has seen another size of our log than we recorded: prove from there.
+                    response = client.post(
+                        f"{url}/add-checkpoint", content=self._add_checkpoint_body(int(response.text.strip()), latest)
+                    )
+            except httpx.HTTPError as exc:
+                logger.warning("witness %s did not answer for checkpoint %d: %s", url, latest.size, exc)
+                continue
+            except ValueError as exc:  # its 409 named no size of our log that a proof can start from
+                logger.warning(
+                    "witness %s answered checkpoint %d with a size it cannot have: %s", url, latest.size, exc
                 )
+                continue
             if response.status_code != 200:
                 logger.warning("witness %s refused checkpoint %d: %s", url, latest.size, response.status_code)
                 continue

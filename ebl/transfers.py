@@ -420,10 +420,7 @@ class Transfers:
             return self._failed(transfer_id, f"no --peer URL for platform {row.ebl_platform}")
         if row.envelope is None:
             node.sign_checkpoint()
-            try:
-                node.push_checkpoint(client)
-            except httpx.HTTPError as exc:
-                logger.warning("witnesses did not cosign before the transfer: %s", exc)
+            node.push_checkpoint(client)
             self._build_envelope(transfer_id)
             with read_session(node.engine) as session:
                 row = TransferRepository(session).outbound_by_id(transfer_id)

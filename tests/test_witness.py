@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
@@ -85,6 +87,28 @@ def test_an_uncosigned_checkpoint_fails_a_witness_policy(corridor: Corridor, sam
     assert report["verdict"] == "INVALID"
     ledger = next(c for c in report["checks"] if c["name"] == "LEDGER_INCLUSION")
     assert ledger["status"] == "INVALID" and "carries no checkpoint" in ledger["detail"]
+
+
+def test_a_witness_that_does_not_answer_does_not_keep_the_others_from_being_asked(
+    corridor: Corridor, sample: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = "http://dead.test/v1/log/witness"
+    monkeypatch.setattr(corridor.cq.settings, "witnesses", [dead, WITNESS_URL])
+
+    def network(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "dead.test":
+            raise httpx.ConnectError("connection refused", request=request)
+        answer = corridor.sg_client.post(request.url.path, content=request.content)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    corridor.cq_api.issue(sample)
+    corridor.cq.sign_checkpoint()
+    with httpx.Client(transport=httpx.MockTransport(network)) as client:
+        corridor.cq.push_checkpoint(client)
+    assert "— sgsb.ebl.example/witness " in corridor.cq_api.client.get("/v1/log/checkpoint").text
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(message.startswith(f"witness {dead} did not answer") for message in warnings), warnings
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def _add(corridor: Corridor, request: AddCheckpoint) -> Any:
