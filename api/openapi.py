@@ -23,6 +23,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         404: "no such eBL that the caller may see",
         409: "the current state does not allow this (the error code names the rule)",
         413: "the body is over the size limit",
+        503: "a peer platform that must confirm the recipient did not answer; try again later",
     }.items()
 }
 

@@ -20,7 +20,8 @@ one handler, so a new error needs no new HTTP code.
     │   ├── IdempotencyKeyReused    409  IDEMPOTENCY_KEY_REUSED
     │   └── WitnessSizeMismatch     409  (C2SP tlog-witness: answered with the witness's size, not an ErrorResponse)
     ├── PayloadTooLarge             413  PAYLOAD_TOO_LARGE
-    └── InvalidProof                422  INVALID_PROOF         (a consistency proof a witness cannot accept)
+    ├── InvalidProof                422  INVALID_PROOF         (a consistency proof a witness cannot accept)
+    └── PeerUnavailable             503  PEER_UNAVAILABLE      (a peer platform that must answer now did not)
 
 A refusal by the state machine names the rule it broke in ``code`` (for example ``NOT_POSSESSOR``), so
 the client sees which rule of DESIGN §4 applies. :class:`RoleForbidden` is the 403 twin of
@@ -146,3 +147,10 @@ class InvalidProof(EblError):
 class PayloadTooLarge(EblError):
     status_code = 413
     default_code = "PAYLOAD_TOO_LARGE"
+
+
+class PeerUnavailable(EblError):
+    """A peer platform that must confirm something before the node acts did not answer; trying again later may work."""
+
+    status_code = 503
+    default_code = "PEER_UNAVAILABLE"

@@ -44,6 +44,7 @@ from ebl.errors import (
     InvalidSignature,
     LostRace,
     NotFound,
+    PeerUnavailable,
     Unauthenticated,
 )
 from ebl.log import note
@@ -582,9 +583,13 @@ class Node:
         party_keys = await self.db.read(lambda session: [row.public_jwk for row in PartyRepository(session).all_keys()])
         return {"keys": [self.node_key.public.to_json(), *party_keys]}
 
-    async def _resolve(self, ref: Mapping[str, Any], platform: str, where: str) -> _Recipient:
+    async def _resolve(
+        self, ref: Mapping[str, Any], platform: str, where: str, *, delivered: bool = True
+    ) -> _Recipient:
+        """The party ``ref`` names on ``platform``. ``delivered``: the action sends the eBL to that party, whose
+        platform checks it on delivery, so a peer that does not answer now does not stop the action."""
         if platform != self.platform:
-            return _Recipient(await self._remote_party(ref, platform, where), None)
+            return _Recipient(await self._remote_party(ref, platform, where, delivered=delivered), None)
         found = self._parties.with_codes(platform, code_keys(ref))
         if not found:
             raise _unknown_party(platform, where)
@@ -604,7 +609,9 @@ class Node:
             )
         return _Recipient(party.ref, party.id)
 
-    async def _remote_party(self, ref: Mapping[str, Any], platform: str, where: str) -> dict[str, Any]:
+    async def _remote_party(
+        self, ref: Mapping[str, Any], platform: str, where: str, *, delivered: bool
+    ) -> dict[str, Any]:
         """A party on a peer platform, as that platform names it (DCSA receiver validation)."""
         url = self.settings.peers.get(platform)
         if url is None:
@@ -618,14 +625,22 @@ class Node:
             async with httpx.AsyncClient(timeout=5) as client:
                 answer = await client.post(f"{url.rstrip('/')}/v3/receiver-validation", json=codes[0])
         except httpx.HTTPError as exc:
-            # The peer is down: the transfer is recorded and delivered when it is back; the receiver checks the
-            # recipient then.
-            logger.warning("receiver validation at %s failed (%s): %s is taken as given", platform, exc, where)
+            failure = str(exc) or type(exc).__name__
         else:
             if answer.status_code == 404:
                 raise _unknown_party(platform, where)
             if answer.status_code == 200:
-                name = str(answer.json()["partyName"])
+                return party_ref_json(str(answer.json()["partyName"]), platform, codes)
+            failure = f"it answered {answer.status_code}"
+        if not delivered:
+            # An endorsee stays a name in this chain: no platform would ever check it, and a wrong one leaves the eBL
+            # with a title holder nobody can act as.
+            raise PeerUnavailable(
+                f"{where} is on platform {platform}, which did not confirm the party ({failure}); try again later"
+            )
+        # The eBL goes there: the transfer is recorded and delivered when the peer is back, and it checks the
+        # recipient then.
+        logger.warning("receiver validation at %s failed (%s): %s is taken as given", platform, failure, where)
         return party_ref_json(name, platform, codes)
 
     def _custodial_key(self, party_id: str) -> keys.SigningKey:
@@ -827,7 +842,10 @@ class Node:
 
     async def _recipient(self, request: TransactionRequest, state: EblState) -> _Recipient | None:
         if request.recipient is not None:
-            return await self._resolve(request.recipient.to_json(), request.recipient.eblPlatform, "recipient")
+            delivered = request.actionCode not in (ActionCode.ENDORSE, ActionCode.ENDORSE_TO_ORDER)
+            return await self._resolve(
+                request.recipient.to_json(), request.recipient.eblPlatform, "recipient", delivered=delivered
+            )
         if request.actionCode == ActionCode.SREJ and state.surrender_requester is not None:
             # SREJ returns the eBL to whoever asked to surrender it: that party is the recipient.
             requester = state.surrender_requester

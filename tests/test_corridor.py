@@ -28,6 +28,7 @@ from tests.conftest import (
     SG_BANK,
     SG_CUSTOMS,
     SHIPPER,
+    assert_error,
     load_sample,
 )
 from tests.nodeproc import NodeProcess
@@ -206,6 +207,8 @@ def test_a_node_that_is_down_gets_the_ebl_once_it_is_back(nodes: tuple[Side, Sid
         "eblPlatform": "SGSB",
         "identifyingCodes": [{"codeListProvider": "ZZZ", "partyCode": "199901234D", "codeListName": "UEN"}],
     }
+    # An endorsement only names its endorsee, in this chain: no platform would check that party later, so it waits.
+    assert_error(cq.act(SHIPPER, reference, "ENDORSE_TO_ORDER", sg_bank), 503, "PEER_UNAVAILABLE")
     assert cq.act(SHIPPER, reference, "TRANSFER", sg_bank).status_code == 201
 
     def attempts() -> dict[str, Any]:

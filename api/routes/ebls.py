@@ -49,7 +49,7 @@ async def list_ebls(
     summary="Act on an eBL: transfer, endorse, sign, surrender; the carrier's SACC/SREJ",
     description="The node signs the chain entry with the caller's key. A refused action names the rule in "
     "`errors[].errorCodeText`. " + _IDEMPOTENCY,
-    responses={k: ERRORS[k] for k in (400, 401, 403, 404, 409, 413)},
+    responses={k: ERRORS[k] for k in (400, 401, 403, 404, 409, 413, 503)},
     openapi_extra=request_body(TransactionRequest),
 )
 async def act(request: Request, node: NodeDep, caller: CallerDep, reference: str, body: JsonBody) -> Response:
