@@ -31,7 +31,8 @@ Outside that tree, :class:`SetupError` says that a node cannot start as it is co
 
     SetupError
     ├── SettingsError               (ebl.config: an EBL_* variable holds a value the node cannot run with)
-    ├── DatabaseSetupError          (ebl.store.db: an unsupported URL, an unreachable database, an unmigratable schema)
+    ├── DatabaseSetupError          (ebl.store.db: an unsupported URL, an unreachable database, an unmigratable schema,
+    │                                another node's database)
     └── KeysSetupError              (ebl.keys: a key file that cannot be created or read, or holds no usable key)
 
 The ``ebl`` command prints its message in one line.

@@ -52,7 +52,7 @@ from ebl.log.ledger import Ledger, default_origin
 from ebl.log.merkle import ProofError
 from ebl.log.witness import AddCheckpoint, Witness, witness_name
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
-from ebl.store.db import Database, at_end, make_engine, migrate, read_session, write
+from ebl.store.db import Database, DatabaseSetupError, at_end, make_engine, migrate, read_session, write
 from ebl.store.repositories import (
     Advance,
     Ebl,
@@ -389,6 +389,27 @@ class _EblTally:
             return self._count
 
 
+def _refuse_another_nodes_database(engine: Engine, settings: Settings) -> None:
+    """Refuse a database whose log this node did not sign: another node's, or this one's under another platform code.
+    Opening it would seed parties, keys and checkpoints of the wrong node into it, and its tables are append-only."""
+    with read_session(engine) as session:
+        latest = LogRepository(session).latest_checkpoint()
+    if latest is None:
+        return
+    origin = settings.log_origin or default_origin(settings.platform)
+    key_path = settings.keys_dir / f"node-{settings.platform}.pem"
+    node_key = keys.load_or_create_node_key(key_path).public.ed25519() if key_path.exists() else None
+    try:
+        if node_key is None:
+            raise note.NoteError(f"there is no node key at {key_path}")
+        note.open_note(latest.note, [note.verifier(origin, node_key)])
+    except note.NoteError as exc:
+        raise DatabaseSetupError(
+            f"this database holds the log of another node: its checkpoints are not signed as {origin} with this "
+            f"node's key ({exc}); check EBL_PLATFORM, EBL_KEYS_DIR, EBL_LOG_ORIGIN and EBL_DATABASE_URL"
+        ) from None
+
+
 class Node:
     """One platform node: its database, its keys and its use cases."""
 
@@ -432,6 +453,7 @@ class Node:
     def open(cls, settings: Settings) -> Node:
         engine = make_engine(settings.database_url)
         migrate(engine)
+        _refuse_another_nodes_database(engine, settings)
         node = cls(settings, engine)
         if settings.is_sandbox:
             # A lone node seeds the whole corridor; a node with peers seeds its own side (DESIGN §3).

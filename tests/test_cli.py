@@ -99,6 +99,25 @@ def test_sandbox_says_when_the_sandbox_is_off(
     assert capsys.readouterr().err == "ebl sandbox: the sandbox is off on this node; EBL_SANDBOX=true turns it on\n"
 
 
+def test_a_node_refuses_the_database_of_another_node(
+    node: Node, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # This CQSB node's database and keys, opened as SGSB: its tables are append-only, so nothing may be written.
+    _environment_of(node, monkeypatch, sandbox=True)
+    monkeypatch.setenv("EBL_PLATFORM", "SGSB")
+    keys_before = sorted(path.name for path in node.settings.keys_dir.iterdir())
+    assert cli.main(["sandbox"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ebl sandbox: this database holds the log of another node"), err
+    assert "check EBL_PLATFORM" in err and err.count("\n") == 1
+    assert sorted(path.name for path in node.settings.keys_dir.iterdir()) == keys_before
+    monkeypatch.setenv("EBL_PLATFORM", "CQSB")
+    monkeypatch.setenv("EBL_LOG_ORIGIN", "elsewhere.example/log")
+    assert cli.main(["sandbox"]) == 1
+    monkeypatch.delenv("EBL_LOG_ORIGIN")
+    assert cli.main(["sandbox"]) == 0
+
+
 @pytest.mark.parametrize(
     ("arguments", "refusal"),
     [

@@ -49,8 +49,8 @@ _P = TypeVar("_P")
 
 
 class DatabaseSetupError(SetupError):
-    """The database cannot be used as configured: an unsupported URL, a database that cannot be reached, or a schema
-    migrations cannot bring up."""
+    """The database cannot be used as configured: an unsupported URL, a database that cannot be reached, a schema
+    migrations cannot bring up, or another node's database (:meth:`ebl.service.Node.open`)."""
 
 
 SUPPORTED_BACKENDS = {"sqlite": "sqlite:///path/to/ebl.db", "postgresql": "postgresql+psycopg://user@host/database"}
