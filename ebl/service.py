@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import httpx
@@ -79,6 +79,9 @@ from ebl.transfers import Transfers
 from ebl.verify import VerificationReport, verify_bundle
 
 MAX_PAGE_SIZE = 100
+IDEMPOTENCY_CLAIM_ABANDONED_AFTER = timedelta(seconds=60)
+"""A claimed Idempotency-Key with no answer this long after its claim belongs to a request that never finished (its
+node stopped mid-way): a retry may claim it again. No request takes this long on a running node."""
 logger = logging.getLogger("ebl.node")
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -1181,8 +1184,16 @@ class Node:
         def claim(session: Session) -> IdempotencyRow | None:
             records = IdempotencyRepository(session)
             existing = records.get(caller.id, key)
+            now = _now()
             if existing is None:
-                records.add(IdempotencyRow(party_id=caller.id, key=key, request_hash=request_hash, created_at=_now()))
+                records.add(IdempotencyRow(party_id=caller.id, key=key, request_hash=request_hash, created_at=now))
+                return None
+            claimed_at = existing.created_at.replace(tzinfo=existing.created_at.tzinfo or UTC)
+            abandoned = existing.status_code is None and now - claimed_at > IDEMPOTENCY_CLAIM_ABANDONED_AFTER
+            if abandoned and hmac.compare_digest(existing.request_hash, request_hash):
+                existing.created_at = now
+                records.save(existing)
+                return None
             return existing
 
         existing = await self.db.write(claim)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from ebl import canonical, jws, keys
 from ebl.errors import LostRace
+from ebl.service import IDEMPOTENCY_CLAIM_ABANDONED_AFTER
 from tests.conftest import (
     CARRIER,
     CONSIGNEE,
@@ -443,6 +446,25 @@ def test_a_lost_race_is_not_replayed_to_a_retry_with_the_same_key(
         api.client.post(f"/v1/ebls/{REF}/transactions", json=transfer, headers=headers).headers["Idempotent-Replayed"]
         == "true"
     )
+
+
+def test_a_key_whose_request_never_answered_is_free_again_later(
+    api: Api, sample: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = api.client.app.state.node  # type: ignore[attr-defined]
+    body = {"transportDocument": sample, "issueTo": api.issue_to(SHIPPER)}
+    # A request that claimed its key, then died with its node before it answered (as a kill -9 leaves it).
+    request_hash = canonical.sha256_hex(b"POST /v1/ebls\n" + canonical.canonicalize(body))
+    carrier = node.authenticate(api.parties[CARRIER]["apiKey"])
+    assert asyncio.run(node.begin_idempotent(carrier, "issue-1", request_hash)) is None
+    headers = {**api.headers(CARRIER), "Idempotency-Key": "issue-1"}
+    assert_error(api.client.post("/v1/ebls", json=body, headers=headers), 409, "IDEMPOTENCY_KEY_IN_USE")
+    later = datetime.now(UTC) + IDEMPOTENCY_CLAIM_ABANDONED_AFTER + timedelta(seconds=1)
+    monkeypatch.setattr("ebl.service._now", lambda: later)
+    retried = api.client.post("/v1/ebls", json=body, headers=headers)
+    assert retried.status_code == 201, retried.text
+    replayed = api.client.post("/v1/ebls", json=body, headers=headers)
+    assert (replayed.status_code, replayed.headers["Idempotent-Replayed"]) == (201, "true")
 
 
 def test_bodies_must_be_i_json_and_within_the_limit(api: Api, sample: dict[str, Any]) -> None:
