@@ -79,9 +79,20 @@ def serve(host: str, port: int, workers: int, **options: Any) -> int:
     if workers == 1:
         import uvicorn
 
+        serving.configure_logging()
+        # Checked before the node opens its database, as with workers: uvicorn would migrate first, then exit 3.
+        try:
+            _bound_socket(serving.host, serving.port).close()
+        except OSError as error:
+            _cannot_listen(serving, error)
+            return 1
         uvicorn.run(**serving.uvicorn_options())
         return 0
     return _supervise(serving)
+
+
+def _cannot_listen(serving: _Serving, error: OSError) -> None:
+    logger.error("cannot listen on %s:%s: %s", serving.host, serving.port, error.strerror)
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
@@ -131,7 +142,7 @@ def _supervise(serving: _Serving) -> int:
     try:
         probe = _bound_socket(serving.host, serving.port)
     except OSError as error:
-        logger.error("cannot listen on %s:%s: %s", serving.host, serving.port, error.strerror)
+        _cannot_listen(serving, error)
         return 1
     with probe:
         return _run_workers(serving)
