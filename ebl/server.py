@@ -67,7 +67,9 @@ class _Serving:
         return uvicorn.Config(**self.uvicorn_options())
 
     def configure_logging(self) -> None:
-        """The logging ``options`` ask for, in a process that builds no uvicorn configuration."""
+        """The logging ``options`` ask for. Python's warnings (a library's, say) become log lines too: printed as they
+        are, they would be the only lines on stderr that are not JSON."""
+        logging.captureWarnings(True)
         log_config = self.options.get("log_config")
         if log_config is not None:
             logging.config.dictConfig(log_config)
@@ -125,6 +127,7 @@ def _prepare(serving: _Serving) -> None:
 def _worker(serving: _Serving) -> None:
     import uvicorn
 
+    serving.configure_logging()
     config = serving.config()
     sock = _bound_socket(config.host, config.port)
     # Listening before the app has started: connections made meanwhile wait in this worker's queue, where they would

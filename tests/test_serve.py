@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import DATABASES
 from tests.nodeproc import BIN, NodeProcess, free_port, wait_until_up
@@ -75,3 +78,29 @@ def test_sigterm_stops_the_corridor_and_both_its_nodes(tmp_path: Path) -> None:
     finally:
         if corridor.poll() is None:
             corridor.kill()
+
+
+def test_every_line_the_node_writes_is_json_even_a_library_warning(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path, DATABASES.url(tmp_path))
+    node.start()
+    try:
+        parties = httpx.get(f"{node.url}/sandbox/parties").json()
+        carrier = next(p for p in parties if p["roles"] == ["carrier"])
+        numbers = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key().public_numbers()
+        weak = {"kty": "RSA", "n": _b64(numbers.n), "e": _b64(numbers.e)}  # joserfc warns about its size
+        answer = httpx.post(
+            f"{node.url}/v1/parties/me/keys",
+            json={"publicJwk": weak, "proof": "e30.e30.AAAA"},
+            headers={"Authorization": f"Bearer {carrier['apiKey']}"},
+        )
+        assert answer.status_code == 400, answer.text
+    finally:
+        node.stop()
+    lines = node.log.splitlines()
+    assert any("SecurityWarning" in line for line in lines), node.log
+    for line in lines:
+        json.loads(line)
+
+
+def _b64(number: int) -> str:
+    return base64.urlsafe_b64encode(number.to_bytes((number.bit_length() + 7) // 8, "big")).decode().rstrip("=")
