@@ -124,7 +124,7 @@ def _audit(_args: argparse.Namespace) -> int:
     from ebl.audit import audit
     from ebl.config import Settings
     from ebl.log.ledger import default_origin
-    from ebl.store.db import make_engine
+    from ebl.store.db import make_engine, schema_revision
 
     settings = Settings()
     key_path = settings.keys_dir / f"node-{settings.platform}.pem"
@@ -138,6 +138,15 @@ def _audit(_args: argparse.Namespace) -> int:
     trust_path = settings.keys_dir / "trust.json"
     trust = keys.TrustStore.load(trust_path) if trust_path.exists() else keys.TrustStore({})
     try:
+        current, head = schema_revision(engine)
+        if current != head:
+            # A mistyped path is an empty database; one that is behind would fail on tables it lacks.
+            print(
+                f"ebl audit: EBL_DATABASE_URL names no node database at schema revision {head} (it is at "
+                f"{current or 'none'}); check it, or run ebl db upgrade",
+                file=sys.stderr,
+            )
+            return EXIT_UNUSABLE
         summary = audit(engine, node_key.public_key(), origin, platform=settings.platform, trust=trust)
     finally:
         engine.dispose()

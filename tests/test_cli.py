@@ -118,6 +118,15 @@ def test_a_node_refuses_the_database_of_another_node(
     assert cli.main(["sandbox"]) == 0
 
 
+def test_audit_says_when_the_database_is_not_a_nodes(
+    node: Node, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _environment_of(node, monkeypatch, sandbox=True)
+    monkeypatch.setenv("EBL_DATABASE_URL", f"sqlite:///{tmp_path / 'mistyped' / 'ebl.db'}")
+    assert cli.main(["audit"]) == 2
+    assert capsys.readouterr().err.startswith("ebl audit: EBL_DATABASE_URL names no node database at schema revision")
+
+
 @pytest.mark.parametrize(
     ("arguments", "refusal"),
     [
