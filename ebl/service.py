@@ -84,6 +84,8 @@ IDEMPOTENCY_CLAIM_ABANDONED_AFTER = timedelta(seconds=60)
 node stopped mid-way): a retry may claim it again. No request takes this long on a running node."""
 logger = logging.getLogger("ebl.node")
 _Model = TypeVar("_Model", bound=BaseModel)
+_MANIFEST_PATH = "$.issuanceManifestSignedContent"
+"""Where a request carries the carrier's signed issuance manifest (both issuance endpoints)."""
 
 
 # -- request and response models ----------------------------------------------------------------------------
@@ -279,9 +281,6 @@ def _named_codes(document: Mapping[str, Any]) -> set[tuple[str, str]]:
 
 def _unknown_party(platform: str, where: str) -> BadRequest:
     return _party_refused(f"no party on {platform} has the identifying codes of {where}", "UNKNOWN_PARTY", where)
-
-
-_MANIFEST_PATH = "$.issuanceManifestSignedContent"
 
 
 def _party_refused(message: str, code: str, where: str) -> BadRequest:
