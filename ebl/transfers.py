@@ -266,6 +266,9 @@ class Transfers:
         row = ebls.latest(opened.reference, for_update=True)
         if row is None:
             return None
+        if row.document_checksum != opened.document_checksum:
+            self._check_amended_reissue(session, row, opened)
+            return None
         held = [r.jws for r in TransferRepository(session).chain(row.id)]
         sent = [jws.unverified_payload(c) for c in opened.chain]
         for position, compact in enumerate(held[: len(sent)]):
@@ -284,17 +287,36 @@ class Transfers:
                     receivedAdditionalDocumentChecksums=sorted(opened.manifest.documents()),
                 )
             raise pint.Refusal("DISE", "this platform holds transfers of this eBL that the envelope lacks")
-        document = json.loads(row.document_json)
-        record = ebls.record(row.id)
-        assert record is not None
-        history = self._node.history(session, record)
-        state = chain.fold(DocumentFacts.of(document), history)
+        history, state = self._held(session, row)
         if state.platform == self._node.platform:
             raise pint.Refusal("DISE", "the eBL is held on this platform: the envelope would make a second possessor")
         held_transactions = [_tx_json(tx) for tx in history]
         if held_transactions != [_tx_json(tx) for tx in opened.transactions[: len(held_transactions)]]:
             raise pint.Refusal("DISE", "the envelope's transactions contradict the chain this platform holds")
         return None
+
+    def _held(self, session: Session, row: Ebl) -> tuple[list[Transaction], chain.EblState]:
+        """The transactions this platform holds of an eBL, and the state they leave it in."""
+        record = EblRepository(session).record(row.id)
+        assert record is not None
+        history = self._node.history(session, record)
+        return history, chain.fold(DocumentFacts.of(json.loads(row.document_json)), history)
+
+    def _check_amended_reissue(self, session: Session, row: Ebl, opened: pint.OpenedEnvelope) -> None:
+        """Another document under a reference this platform holds an eBL of: only the carrier's amended re-issue of an
+        eBL that is not held here (it was surrendered for amendment, on the carrier's platform), with a new
+        ``transportDocumentSubReference``. Its issuance is the carrier's, checked like any other (``BSIG``); the old
+        eBL is voided here when the new one is accepted (:meth:`_accept`)."""
+        sub_reference = str(opened.document.get("transportDocumentSubReference", ""))
+        if sub_reference == row.transport_document_sub_reference:
+            raise pint.Refusal(
+                "DISE", "this platform holds another document under this reference and transportDocumentSubReference"
+            )
+        _, state = self._held(session, row)
+        if state.platform == self._node.platform:
+            raise pint.Refusal(
+                "DISE", "the eBL of this reference is held on this platform: another document under it would be another"
+            )
 
     def _accept(self, session: Session, opened: pint.OpenedEnvelope, body: Any, *, reference: str | None) -> PintAnswer:
         node = self._node
@@ -306,6 +328,10 @@ class Transfers:
             raise pint.Refusal("BENV", "the recipient is a verifier, who may never hold an eBL")
         ebls, transfers = EblRepository(session), TransferRepository(session)
         row = ebls.latest(opened.reference, for_update=True)
+        if row is not None and row.document_checksum != opened.document_checksum:
+            # The amended re-issue _check_amended_reissue let through: it replaces the old document here.
+            ebls.supersede(row.id)
+            row = None
         bundle = opened.bundle
         if row is None:
             row = ebls.add(

@@ -224,3 +224,49 @@ def test_a_node_that_is_down_gets_the_ebl_once_it_is_back(nodes: tuple[Side, Sid
     _until("delivery after SGSB is back", _holds(sg, SG_BANK, reference, "SGSB"))
     _until("the receipt", lambda: attempts()["status"] == "DELIVERED")
     assert attempts()["responseCode"] == "RECE"
+
+
+def test_an_amended_reissue_reaches_a_platform_that_held_the_old_document(nodes: tuple[Side, Side]) -> None:
+    cq, sg = nodes
+    cq.process.start()
+    sg.process.start()
+    cq.load_parties()
+    sg.load_parties()
+    reference = "YXRSCORRIDOR3"
+    document = load_sample()
+    document["transportDocumentReference"] = reference
+
+    def issue(to: str, document: dict[str, Any]) -> httpx.Response:
+        party = sg.ref(to)
+        issue_to = {"partyName": to, "sendToPlatform": "SGSB", "identifyingCodes": party["identifyingCodes"]}
+        body = {"transportDocument": document, "issueTo": issue_to}
+        return cq.client.post("/v1/ebls", json=body, headers=cq.headers(CARRIER))
+
+    _issue(cq, reference)
+    assert cq.act(SHIPPER, reference, "TRANSFER", cq.ref(CQ_BANK)).status_code == 201
+    assert cq.act(CQ_BANK, reference, "ENDORSE_TO_ORDER", sg.ref(SG_BANK)).status_code == 201
+    assert cq.act(CQ_BANK, reference, "TRANSFER", sg.ref(SG_BANK)).status_code == 201
+    _until("the eBL reaches SGSB", _holds(sg, SG_BANK, reference, "SGSB"))
+    surrender = sg.client.post(
+        f"/v1/ebls/{reference}/transactions",
+        json={"actionCode": "SURRENDER_FOR_AMENDMENT", "recipient": cq.ref(CARRIER), "reasonCode": "SWI"},
+        headers=sg.headers(SG_BANK),
+    )
+    assert surrender.status_code == 201, surrender.text
+    _until("the surrender reaches CQSB", _holds(cq, CARRIER, reference, "CQSB", "PENDING_SURRENDER_FOR_AMENDMENT"))
+    assert cq.act(CARRIER, reference, "SACC").status_code == 201
+    # The carrier re-issues the amended document, with a new sub-reference, to the party on SGSB that held the old one.
+    amended = {**document, "transportDocumentSubReference": "AMD1", "termsAndConditions": "Amended."}
+    assert issue(SG_BANK, amended).status_code == 201
+    _until("the amended eBL reaches SGSB", _holds(sg, SG_BANK, reference, "SGSB"))
+    held = sg.get(SG_BANK, f"/v1/ebls/{reference}").json()
+    assert (held["transportDocumentSubReference"], held["chainLength"]) == ("AMD1", 1)
+    transfers = cq.get(CARRIER, f"/v1/ebls/{reference}/transfers").json()
+    assert transfers[-1]["status"] == "DELIVERED", transfers
+    assert sg.act(SG_BANK, reference, "SIGN").status_code == 201  # it lives on SGSB now, and can be acted on
+    # The old document under the same sub-reference, sent again, is still a double spend.
+    replayed = sg.client.post("/v3/envelopes", json=_first_envelope(cq))
+    assert jws.verify(replayed.json(), sg.node_key())["responseCode"] == "DISE"
+    for side in (cq, sg):
+        audit = side.process.run("audit")
+        assert audit.returncode == 0, audit.stdout + audit.stderr
