@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from pydantic import BeforeValidator
 
 from ebl import canonical
 from ebl.blocking import in_thread
@@ -82,6 +83,15 @@ async def get_text_body(request: Request) -> str:
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
 
+
+def _decimal_digits(value: object) -> object:
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("a whole number written in the digits 0-9 only")
+    return value
+
+
+DIGITS = BeforeValidator(_decimal_digits)
+"""For a whole-number parameter: pydantic alone reads "1_0", "+5", " 0", "5.0" and other scripts' digits as numbers."""
 
 JsonBody = Annotated[Any, Depends(get_json_body)]
 TextBody = Annotated[str, Depends(get_text_body)]

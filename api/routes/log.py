@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
-from api.deps import NodeDep, TextBody
+from api.deps import DIGITS, NodeDep, TextBody
 from api.openapi import ERRORS, error
 
 router = APIRouter(prefix="/v1/log", tags=["ledger"])
 
-_Size = Annotated[int, Query(ge=0, le=2**53)]
+_Size = Annotated[int, DIGITS, Query(ge=0, le=2**53)]
 
 
 @router.get(
@@ -40,7 +40,7 @@ async def vkey(node: NodeDep) -> str:
     summary="RFC 6962 inclusion proof of leaf `index` in the tree of size `treeSize` (hashes in base64)",
     responses={400: ERRORS[400]},
 )
-async def inclusion(node: NodeDep, index: Annotated[int, Query(ge=0, le=2**53)], treeSize: _Size) -> dict[str, Any]:
+async def inclusion(node: NodeDep, index: _Size, treeSize: _Size) -> dict[str, Any]:
     return await node.inclusion_proof(index, treeSize)
 
 
@@ -58,7 +58,7 @@ async def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, A
     summary="Log entry `index`: the chain entry (compact JWS), its checksum and its leaf hash",
     responses={400: ERRORS[400], 404: error("the log has no entry at this index yet")},
 )
-async def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
+async def entry(node: NodeDep, index: Annotated[int, DIGITS, Path(ge=0, le=2**53)]) -> dict[str, Any]:
     return await node.log_entry(index)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import JsonBody, NodeDep
+from api.deps import DIGITS, JsonBody, NodeDep
 from api.openapi import ERRORS, request_body
 from ebl.blocking import in_thread
 from ebl.bundle import Bundle
@@ -27,7 +27,7 @@ async def verify(
     node: NodeDep,
     body: JsonBody,
     witnesses: Annotated[
-        int, Query(ge=0, le=16, description="cosignatures of other trusted nodes the checkpoint must carry")
+        int, DIGITS, Query(ge=0, le=16, description="cosignatures of other trusted nodes the checkpoint must carry")
     ] = 0,
 ) -> VerificationReport:
     return await in_thread(lambda: node.verify(body, witnesses=witnesses))
