@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ebl.errors import SetupError
@@ -67,6 +68,16 @@ class Settings(BaseSettings):
     @property
     def witness_urls(self) -> list[str]:
         return self.witnesses or [f"{url.rstrip('/')}/v1/log/witness" for url in self.peers.values()]
+
+    @field_validator("peers")
+    @classmethod
+    def _peers_are_other_platforms(cls, peers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        platform = info.data.get("platform")
+        if platform in peers:
+            raise PydanticCustomError(
+                "own_platform", "names {platform}, this node's own platform", {"platform": platform}
+            )
+        return peers
 
     @model_validator(mode="after")
     def _default_sandbox(self) -> Settings:

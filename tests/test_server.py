@@ -141,6 +141,7 @@ def test_a_database_that_cannot_be_prepared_starts_no_worker(tmp_path: Path) -> 
         ({"EBL_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/ebl"}, "cannot connect to the database"),
         ({"EBL_SHUTDOWN_GRACE_SECONDS": "soon"}, "EBL_SHUTDOWN_GRACE_SECONDS: Input should be a valid integer"),
         ({"EBL_PLATFORM": "Chongqing"}, "EBL_PLATFORM: String should match pattern"),
+        ({"EBL_PEERS": '{"CQSB": "http://127.0.0.1:8001"}'}, "EBL_PEERS: names CQSB, this node's own platform"),
         ({"EBL_KEYS_DIR": "/dev/null/keys"}, "cannot be created or read: Not a directory"),
     ],
 )
