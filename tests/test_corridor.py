@@ -101,6 +101,15 @@ def nodes(tmp_path: Path) -> Iterator[tuple[Side, Side]]:
         side.process.stop()
 
 
+def _started(nodes: tuple[Side, Side]) -> tuple[Side, Side]:
+    """Both nodes running, each with its parties loaded."""
+    for side in nodes:
+        side.process.start()
+    for side in nodes:
+        side.load_parties()
+    return nodes
+
+
 def _first_envelope(side: Side) -> Any:
     """The first envelope a node sent, as it keeps it to resend."""
     engine = create_engine(side.process.env["EBL_DATABASE_URL"])
@@ -122,11 +131,7 @@ def _issue(cq: Side, reference: str) -> None:
 
 
 def test_issued_in_chongqing_delivered_in_singapore_verified_by_both_logs(nodes: tuple[Side, Side]) -> None:
-    cq, sg = nodes
-    cq.process.start()
-    sg.process.start()
-    cq.load_parties()
-    sg.load_parties()
+    cq, sg = _started(nodes)
     # Each node seeds its own side only.
     assert {p["eblPlatform"] for p in cq.parties.values()} == {"CQSB"} and CONSIGNEE not in cq.parties
     assert {p["eblPlatform"] for p in sg.parties.values()} == {"SGSB"} and SHIPPER not in sg.parties
@@ -227,11 +232,7 @@ def test_a_node_that_is_down_gets_the_ebl_once_it_is_back(nodes: tuple[Side, Sid
 
 
 def test_an_amended_reissue_reaches_a_platform_that_held_the_old_document(nodes: tuple[Side, Side]) -> None:
-    cq, sg = nodes
-    cq.process.start()
-    sg.process.start()
-    cq.load_parties()
-    sg.load_parties()
+    cq, sg = _started(nodes)
     reference = "YXRSCORRIDOR3"
     document = load_sample()
     document["transportDocumentReference"] = reference
