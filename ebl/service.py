@@ -8,6 +8,7 @@ eBL, which role may do what. The rules of the eBL itself live in :mod:`ebl.chain
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -136,6 +137,27 @@ class _KeyRegistrationProof(BaseModel):
     eblPlatform: str
 
 
+class CarrierVisualisation(BaseModel):
+    """DCSA ``eBLVisualisationByCarrier``: the carrier's rendering of the document, which its manifest signs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    content: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="the file, in base64")]
+    contentType: str | None = None
+
+    def checksum(self) -> str:
+        """SHA-256 of the decoded content, as the issuance manifest's ``eBLVisualisationByCarrierChecksum``."""
+        try:
+            content = base64.b64decode(self.content, validate=True)
+        except binascii.Error as exc:
+            raise BadRequest(
+                f"eBLVisualisationByCarrier.content is not base64: {exc}",
+                details=[ErrorDetail(message="not base64", json_path="$.eBLVisualisationByCarrier.content")],
+            ) from None
+        return canonical.sha256_hex(content)
+
+
 class DcsaIssuanceRequest(BaseModel):
     """``PUT /v3/ebl-issuance-requests``: DCSA eBL Issuance 3.0.3 ``IssuanceRequest``."""
 
@@ -144,8 +166,13 @@ class DcsaIssuanceRequest(BaseModel):
     document: dict[str, Any]
     issueTo: IssueToParty
     issuanceManifestSignedContent: Annotated[str, Field(pattern=jws.COMPACT_PATTERN.pattern)]
-    eBLVisualisationByCarrier: dict[str, Any] | None = None
-    transportDocumentReplacements: dict[str, Any] | None = None
+    eBLVisualisationByCarrier: Annotated[
+        CarrierVisualisation | None,
+        Field(description="checked against the manifest's eBLVisualisationByCarrierChecksum; not kept"),
+    ] = None
+    transportDocumentReplacements: Annotated[
+        dict[str, Any] | None, Field(description="amendment metadata the manifest does not cover; not kept")
+    ] = None
 
 
 class TransactionRequest(BaseModel):
@@ -676,8 +703,15 @@ class Node:
     # -- issuance --
 
     async def issue(
-        self, caller: Caller, request: IssueRequest, *, document_path: str = "$.transportDocument"
+        self,
+        caller: Caller,
+        request: IssueRequest,
+        *,
+        document_path: str = "$.transportDocument",
+        visualisation_checksum: str | None = None,
     ) -> EblView:
+        """Issue a transport document. ``visualisation_checksum``: the SHA-256 of the carrier's visualisation that a
+        DCSA IssuanceRequest carried; the carrier's manifest must name it, and name none when there is none."""
         if Role.CARRIER not in caller.roles:
             raise Forbidden("only a carrier issues eBLs", code="CARRIER_ONLY")
         document = request.transportDocument
@@ -695,7 +729,7 @@ class Node:
             signed = chain.IssuanceManifest(documentChecksum=document_checksum, issueToChecksum=issue_to_checksum)
             manifest = jws.sign(signed.model_dump(exclude_none=True), signing_key)
         else:
-            await self._check_manifest(caller, manifest, document_checksum, issue_to_checksum)
+            await self._check_manifest(caller, manifest, document_checksum, issue_to_checksum, visualisation_checksum)
         named = self._parties.with_codes(self.platform, _named_codes(document))
         tx = Transaction(
             actionCode=ActionCode.ISSUE,
@@ -748,7 +782,12 @@ class Node:
         return view
 
     async def _check_manifest(
-        self, caller: Caller, manifest: str, document_checksum: str, issue_to_checksum: str
+        self,
+        caller: Caller,
+        manifest: str,
+        document_checksum: str,
+        issue_to_checksum: str,
+        visualisation_checksum: str | None,
     ) -> None:
         kid = jws.kid(manifest)
         key_row = await self.db.read(lambda session: PartyRepository(session).key(kid))
@@ -777,6 +816,15 @@ class Node:
             mismatches.append(("documentChecksum", "does not match the RFC 8785 checksum of the document"))
         if payload.issueToChecksum != issue_to_checksum:
             mismatches.append(("issueToChecksum", "does not match the RFC 8785 checksum of issueTo"))
+        if payload.eBLVisualisationByCarrierChecksum != visualisation_checksum:
+            mismatches.append(
+                (
+                    "eBLVisualisationByCarrierChecksum",
+                    "does not match the SHA-256 of eBLVisualisationByCarrier's decoded content"
+                    if visualisation_checksum is not None
+                    else "names a carrier visualisation this request does not carry",
+                )
+            )
         if mismatches:
             raise InvalidSignature(
                 "the issuance manifest does not describe this request",

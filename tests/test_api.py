@@ -309,6 +309,36 @@ def test_dcsa_issuance_request(api: Api, sample: dict[str, Any]) -> None:
     assert_error(no_manifest, 400)
 
 
+def test_a_carrier_visualisation_must_be_the_one_the_manifest_signs(api: Api, sample: dict[str, Any]) -> None:
+    key = keys.generate()
+    assert api.register_key(CARRIER, key).status_code == 201
+    issue_to = api.issue_to(SHIPPER)
+    pdf = b"%PDF-1.7 the carrier's rendering"
+    visualisation = {"name": "bl.pdf", "content": base64.b64encode(pdf).decode()}
+
+    def put(reference: str, visualisation_checksum: str | None, **extra: Any) -> Any:
+        document = {**sample, "transportDocumentReference": reference}
+        signed = {"documentChecksum": canonical.checksum(document), "issueToChecksum": canonical.checksum(issue_to)}
+        if visualisation_checksum is not None:
+            signed["eBLVisualisationByCarrierChecksum"] = visualisation_checksum
+        body = {"document": document, "issueTo": issue_to, "issuanceManifestSignedContent": jws.sign(signed, key)}
+        return api.client.put("/v3/ebl-issuance-requests", json=body | extra, headers=api.headers(CARRIER))
+
+    right = canonical.sha256_hex(pdf)
+    assert put("YXRSVIS1", right, eBLVisualisationByCarrier=visualisation).status_code == 204
+    # A manifest that signs another visualisation, or one the request does not carry, or none for the one it carries.
+    for reference, checksum, extra in (
+        ("YXRSVIS2", "ab" * 32, {"eBLVisualisationByCarrier": visualisation}),
+        ("YXRSVIS3", right, {}),
+        ("YXRSVIS4", None, {"eBLVisualisationByCarrier": visualisation}),
+    ):
+        refused = assert_error(put(reference, checksum, **extra), 400, "INVALID_SIGNATURE")
+        assert [e["property"] for e in refused["errors"]] == ["eBLVisualisationByCarrierChecksum"]
+        assert_error(api.get(SHIPPER, f"/v1/ebls/{reference}"), 404)
+    not_base64 = {**visualisation, "content": "JVBER=i0"}
+    assert_error(put("YXRSVIS5", right, eBLVisualisationByCarrier=not_base64), 400)
+
+
 def test_endorsement_chain_in_dcsa_shape(api: Api, sample: dict[str, Any]) -> None:
     play_story(api, sample)
     chains = api.get(CARRIER, f"/v3/endorsement-chains/{REF}").json()

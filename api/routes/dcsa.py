@@ -29,7 +29,13 @@ async def issuance_request(node: NodeDep, caller: CallerDep, body: JsonBody) -> 
         issueTo=request.issueTo,
         issuanceManifestSignedContent=request.issuanceManifestSignedContent,
     )
-    await node.issue(caller, issue, document_path="$.document")
+    visualisation = request.eBLVisualisationByCarrier
+    await node.issue(
+        caller,
+        issue,
+        document_path="$.document",
+        visualisation_checksum=visualisation.checksum() if visualisation is not None else None,
+    )
     return Response(status_code=204)
 
 
