@@ -144,7 +144,9 @@ def _validation_detail(exc: ValidationError) -> str:
 
 
 def _name(party: Mapping[str, Any]) -> str:
-    return f"{_quote(party.get('partyName'))} on {_quote(party.get('eblPlatform'))}"
+    # A document's party (an endorsee named in it) has no platform.
+    platform = party.get("eblPlatform")
+    return _quote(party.get("partyName")) + (f" on {_quote(platform)}" if platform is not None else "")
 
 
 @dataclass(frozen=True, slots=True)
