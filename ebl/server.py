@@ -76,25 +76,27 @@ class _Serving:
 
 
 def serve(host: str, port: int, workers: int, **options: Any) -> int:
-    """Serve until SIGTERM or Ctrl-C; the exit status. ``options`` are :class:`uvicorn.Config`'s."""
+    """Serve until SIGTERM or Ctrl-C; the exit status. ``options`` are :class:`uvicorn.Config`'s.
+
+    With ``workers`` above 1, start that many processes and wait. SIGTERM or SIGINT stops them gracefully (each
+    finishes the requests it has in flight); a worker that exits on its own stops the others too, and the node exits
+    with status 1 for its service manager to restart it whole."""
     serving = _Serving(host, port, workers, options)
+    serving.configure_logging()
+    # Bound, never listening: the port is checked before the database is opened, and this socket takes no connections.
+    try:
+        probe = _bound_socket(serving.host, serving.port)
+    except OSError as error:
+        logger.error("cannot listen on %s:%s: %s", serving.host, serving.port, error.strerror)
+        return 1
     if workers == 1:
         import uvicorn
 
-        serving.configure_logging()
-        # Checked before the node opens its database, as with workers: uvicorn would migrate first, then exit 3.
-        try:
-            _bound_socket(serving.host, serving.port).close()
-        except OSError as error:
-            _cannot_listen(serving, error)
-            return 1
+        probe.close()  # uvicorn binds a socket of its own
         uvicorn.run(**serving.uvicorn_options())
         return 0
-    return _supervise(serving)
-
-
-def _cannot_listen(serving: _Serving, error: OSError) -> None:
-    logger.error("cannot listen on %s:%s: %s", serving.host, serving.port, error.strerror)
+    with probe:
+        return _run_workers(serving)
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
@@ -134,21 +136,6 @@ def _worker(serving: _Serving) -> None:
     # otherwise all go to the workers already up, and stay there for as long as their clients keep them open.
     sock.listen(config.backlog)
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def _supervise(serving: _Serving) -> int:
-    """Start ``serving.workers`` processes and wait. SIGTERM or SIGINT stops them gracefully (each finishes the
-    requests it has in flight); a worker that exits on its own stops the others too, and the node exits with status 1
-    for its service manager to restart it whole."""
-    serving.configure_logging()
-    # Bound, never listening: the port is checked before any worker starts, and this socket takes no connections.
-    try:
-        probe = _bound_socket(serving.host, serving.port)
-    except OSError as error:
-        _cannot_listen(serving, error)
-        return 1
-    with probe:
-        return _run_workers(serving)
 
 
 def _run_workers(serving: _Serving) -> int:
