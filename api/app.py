@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from api import errors, openapi
 from api.observability import Metrics, Observability
@@ -112,8 +113,13 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
         else None
     )
     app.add_middleware(Observability, metrics=app.state.metrics, limiter=limiter)
-    errors.install(app)
+    routers = [module.router for module in (meta, ebls, dcsa, pint, verify, log)]
+    for router in routers:
+        app.include_router(router)
+    # FastAPI's own routes (the OpenAPI document and its pages) and ours.
+    routes = [route for route in app.routes if isinstance(route, Route)] + [
+        route for router in routers for route in router.routes if isinstance(route, Route)
+    ]
+    errors.install(app, routes)
     openapi.install(app)
-    for module in (meta, ebls, dcsa, pint, verify, log):
-        app.include_router(module.router)
     return app

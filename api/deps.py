@@ -55,7 +55,7 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 async def _read_body(request: Request, node: Node) -> bytes:
     limit = node.settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
     received = bytearray()
     async for chunk in request.stream():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from ebl.errors import EblError, ErrorDetail, WitnessSizeMismatch
 from ebl.logs import REQUEST_ID
@@ -68,7 +70,17 @@ def ebl_error_response(request: Request, exc: EblError) -> JSONResponse:
     return error_response(request, exc.status_code, exc.code, exc.message, exc.details)
 
 
-def install(app: FastAPI) -> None:
+def _allowed_methods(routes: Sequence[Route], path: str) -> str:
+    """The ``Allow`` of a 405: the methods of every route of the path. Starlette's names only the first route that
+    matched the path, and this API has paths with one route per method (``GET`` and ``POST /v1/ebls``)."""
+    return ", ".join(
+        sorted({method for route in routes if route.path_regex.match(path) for method in route.methods or ()})
+    )
+
+
+def install(app: FastAPI, routes: Sequence[Route]) -> None:
+    """Answer every error of ``app`` as a DCSA ErrorResponse; ``routes`` are all the app's routes, for 405s."""
+
     @app.exception_handler(EblError)
     async def _ebl_error(request: Request, exc: EblError) -> JSONResponse:
         return ebl_error_response(request, exc)
@@ -93,7 +105,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTPStatus(exc.status_code).phrase.upper().replace(" ", "_")
-        return error_response(request, exc.status_code, code, str(exc.detail))
+        response = error_response(request, exc.status_code, code, str(exc.detail))
+        if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            response.headers["Allow"] = _allowed_methods(routes, request.url.path)
+        return response
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on POST (DESIGN §7): the same key and body replay the first answer; another body is 409."""
+"""``Idempotency-Key`` on POST (docs/api.md): the same key and body replay the first answer; another body is 409."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The offline bundle of one eBL: its document, its signed chain, the key credentials of its signers, a signed head.
 
-A bundle is what a verifier needs to check an eBL without the node (DESIGN §6)::
+A bundle is what a verifier needs to check an eBL without the node (docs/api.md, Verifying)::
 
     {"bundleVersion": 1, "transportDocument": {...}, "issueTo": {...},
      "entries": [compact JWS, ...], "credentials": [compact JWS, ...], "head": compact JWS,
@@ -10,7 +10,7 @@ Chain links show that no entry was altered, removed from the middle or reordered
 are all there: a truncated chain is still a well-linked chain. The **head** closes that gap. The exporting node
 signs ``{transportDocumentReference, transportDocumentChecksum, length, lastEntryChecksum, eblPlatform,
 exportedAt}`` with its node key, vouching for how long the chain was when it exported it. ``checkpoint`` is the
-node's signed log checkpoint (DESIGN §5) and ``inclusionProofs`` a C2SP tlog-proof per entry against it; a bundle
+node's signed log checkpoint (docs/ledger.md) and ``inclusionProofs`` a C2SP tlog-proof per entry against it; a bundle
 without them (``null``) still verifies, with ``LEDGER_INCLUSION`` SKIPPED.
 
 Pure: no clock (the caller gives ``exportedAt``), no I/O.

@@ -8,9 +8,9 @@ An eBL's history is a chain of entries. Each entry is a compact JWS signed by th
 ``previousEntryChecksum`` is ``sha256_hex(utf8(previous compact JWS))`` and is absent on the first entry, which
 also carries the carrier-signed issuance manifest (as DCSA PINT's first transfer-chain entry does). The state of an
 eBL — possessor, title holder, status, where it lives — is :func:`fold` of its transactions, so any verifier
-recomputes it from the chain alone. :func:`apply` enforces the rules of DESIGN §4 (DCSA eBL 3.0 and PINT 3.0
-semantics) and raises :class:`~ebl.errors.ActionRefused` (409) or :class:`~ebl.errors.RoleForbidden` (403) with the
-rule's name as the error code.
+recomputes it from the chain alone. :func:`apply` enforces the rules that docs/api.md tabulates (DCSA eBL 3.0 and
+PINT 3.0 semantics) and raises :class:`~ebl.errors.ActionRefused` (409) or :class:`~ebl.errors.RoleForbidden`
+(403) with the rule's name as the error code.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def _issue(facts: DocumentFacts, actor: dict[str, Any], recipient: dict[str, Any
 
 
 def apply(state: EblState | None, facts: DocumentFacts, tx: Transaction) -> EblState:
-    """The state after ``tx``; raises when a rule of DESIGN §4 refuses it."""
+    """The state after ``tx``; raises when a rule of the state machine refuses it."""
     _check_recipient(tx)
     actor = tx.actor.to_json()
     recipient = tx.recipient.to_json() if tx.recipient is not None else None

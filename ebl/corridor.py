@@ -1,4 +1,4 @@
-"""The fictional parties of the Chongqing–Singapore corridor that a sandbox node seeds (DESIGN §3).
+"""The fictional parties of the Chongqing–Singapore corridor that a sandbox node seeds.
 
 ``CQSB`` and ``SGSB`` are this project's sandbox platform codes, not DCSA-registered ones. A lone node seeds all
 seven parties under its own platform code; in the two-node corridor each node seeds its own side.

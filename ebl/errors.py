@@ -24,7 +24,7 @@ one handler, so a new error needs no new HTTP code.
     └── PeerUnavailable             503  PEER_UNAVAILABLE      (a peer platform that must answer now did not)
 
 A refusal by the state machine names the rule it broke in ``code`` (for example ``NOT_POSSESSOR``), so
-the client sees which rule of DESIGN §4 applies. :class:`RoleForbidden` is the 403 twin of
+the client sees which rule of the state machine (:mod:`ebl.chain`) applies. :class:`RoleForbidden` is the 403 twin of
 :class:`ActionRefused`: the same rule names, for an action the actor's role can never perform.
 
 Outside that tree, :class:`SetupError` says that a node cannot start as it is configured, before it answers anyone:

@@ -30,7 +30,7 @@ _BASE64URL_TO_BASE64 = bytes.maketrans(b"-_", b"+/")
 # The last character of unpadded base64url whose unused low bits are zero, by how many "=" it lacks (RFC 4648 §3.5).
 _CLEAN_LAST = {1: b"AEIMQUYcgkosw048", 2: b"AQgw"}
 
-# joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"; DESIGN and our peers use "EdDSA" (same
+# joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"; we and our peers use "EdDSA" (same
 # Ed25519 signature), so the warning says nothing we can act on.
 warnings.filterwarnings("ignore", message="EdDSA is deprecated")
 

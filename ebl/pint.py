@@ -8,7 +8,7 @@ An eBL crosses to another platform in an ``EblEnvelope``::
      "eblBundle": {...}}                                # our extension: the per-party chain (ebl.bundle)
 
 The transfer chain carries each hop's DCSA transactions signed by a *platform*. ``eblBundle`` carries the same
-transactions as the per-party chain entries of DESIGN §4, each signed by the party that acted, with the key
+transactions as the per-party chain entries of :mod:`ebl.chain`, each signed by the party that acted, with the key
 credentials and the log proofs a verifier needs; a receiver that does not know the extension ignores it, as DCSA
 receivers ignore unknown properties.
 

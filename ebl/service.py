@@ -485,7 +485,7 @@ class Node:
         _refuse_another_nodes_database(engine, settings)
         node = cls(settings, engine)
         if settings.is_sandbox:
-            # A lone node seeds the whole corridor; a node with peers seeds its own side (DESIGN §3).
+            # A lone node seeds the whole corridor; a node with peers seeds its own side.
             node.seed_corridor_parties(side=node.platform if settings.peers else None)
         node.sign_checkpoint()
         return node

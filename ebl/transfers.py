@@ -1,4 +1,4 @@
-"""PINT use cases of a node: receiving envelopes from other platforms and delivering eBLs to them (DESIGN §7).
+"""PINT use cases of a node: receiving envelopes from other platforms and delivering eBLs to them (docs/corridor.md).
 
 Receiving (dcsa-notes §6.4): :func:`ebl.pint.open_envelope` checks signatures and structure; this module adds what
 needs the database — the recipient is a party here (``BENV``), the envelope agrees with the history this node holds

@@ -1,4 +1,4 @@
-"""Offline verification of an eBL bundle (:mod:`ebl.bundle`) → :class:`VerificationReport` (DESIGN §6).
+"""Offline verification of an eBL bundle (:mod:`ebl.bundle`) → :class:`VerificationReport` (docs/api.md, Verifying).
 
 Pure: no database, no network, no files, no clock. The verifier brings only its trust store — node keys per platform
 and, where wanted, carrier keys — and reaches every party key through the node-signed credentials in the bundle.
@@ -102,7 +102,7 @@ class HistoryItem(BaseModel):
 
 
 class VerificationReport(BaseModel):
-    """DESIGN §6. ``history`` is what the entries claim; ``checks`` say whether the claims hold."""
+    """``history`` is what the entries claim; ``checks`` say whether the claims hold."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 

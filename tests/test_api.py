@@ -524,6 +524,24 @@ def test_unknown_routes_and_methods_answer_error_responses(client: TestClient) -
     assert_error(client.delete("/v1/ebls"), 405)
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v1/ebls", {"GET", "POST"}),
+        ("/health", {"GET", "HEAD"}),
+        ("/v1/parties", {"GET"}),
+        ("/openapi.json", {"GET", "HEAD"}),
+    ],
+)
+def test_a_405_names_every_method_the_path_takes(client: TestClient, path: str, allowed: set[str]) -> None:
+    """RFC 9110: a 405 carries Allow with the resource's methods, here spread over several routes of one path."""
+    response = client.patch(path)
+    assert_error(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == allowed
+    for method in allowed:
+        assert client.request(method, path).status_code != 405, method
+
+
 def test_the_openapi_document_resolves_and_names_the_answers_the_node_gives(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]

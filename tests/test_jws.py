@@ -20,7 +20,7 @@ from joserfc import jws as jose_jws
 from ebl import credentials, jws, keys
 from ebl.errors import BadRequest, InvalidSignature, MalformedJson
 
-# joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"; DESIGN pins "EdDSA" (see ebl.jws).
+# joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"; we and our peers use "EdDSA" (see ebl.jws).
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
 PAYLOAD = {"transportDocumentReference": "YXRS2611CKGSIN001", "sequence": 0, "weight": 11620.0, "name": "重庆"}

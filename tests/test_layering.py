@@ -1,4 +1,5 @@
-"""The dependency rules of DESIGN §2: ebl never imports the web layer; the offline verifier needs no database."""
+"""The dependency rules of docs/architecture.md: ebl never imports the web layer; the offline verifier needs no
+database."""
 
 from __future__ import annotations
 

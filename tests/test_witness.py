@@ -127,7 +127,12 @@ def test_every_witness_answer(corridor: Corridor, sample: dict[str, Any]) -> Non
     assert _add(corridor, AddCheckpoint(0, [], note.sign_note(text, [stranger]))).status_code == 403
     assert _add(corridor, AddCheckpoint(5, [], signed.note)).status_code == 400
     assert _add(corridor, AddCheckpoint(0, [bytes(32)], signed.note)).status_code == 422
-    assert corridor.sg_client.post("/v1/log/witness/add-checkpoint", content="garbage").status_code == 400
+    for garbage in (
+        "garbage",
+        good.to_text().replace("old 0", "old \u00b2"),
+        good.to_text().replace("old 0", "old 00"),
+    ):
+        assert corridor.sg_client.post("/v1/log/witness/add-checkpoint", content=garbage).status_code == 400
 
     accepted = _add(corridor, good)
     assert accepted.status_code == 200

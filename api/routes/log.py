@@ -1,4 +1,4 @@
-"""The ledger (DESIGN §5): C2SP checkpoint and verifier key, RFC 6962 proofs, log entries. No authentication."""
+"""The ledger (docs/ledger.md): C2SP checkpoint and verifier key, RFC 6962 proofs, log entries. No authentication."""
 
 from __future__ import annotations
 

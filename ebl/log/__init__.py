@@ -1,1 +1,1 @@
-"""The append-only log of DESIGN §5: RFC 6962 tree (merkle), C2SP notes (note), and the ledger service."""
+"""The append-only log (docs/ledger.md): RFC 6962 tree (merkle), C2SP notes (note), and the ledger service."""

@@ -1,4 +1,4 @@
-"""The node's append-only log (DESIGN §5): one RFC 6962 leaf per chain entry, signed C2SP checkpoints, proofs.
+"""The node's append-only log (docs/ledger.md): one RFC 6962 leaf per chain entry, signed C2SP checkpoints, proofs.
 
 The leaf of a chain entry is ``SHA-256(0x00 ‖ SHA-256(utf8(compact JWS)))``: the 32 raw bytes of the entry checksum
 are the leaf data (:func:`ebl.log.merkle.entry_leaf_hash`). Appends run inside the transaction that stores the entry,

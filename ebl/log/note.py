@@ -27,7 +27,9 @@ _COSIGNATURE_V1 = b"\x04"
 _DASH = "\u2014"
 _NAME = re.compile(r"^[^\s+]+$")
 _PROOF_HEADER = "c2sp.org/tlog-proof@v1"
-_INDEX_LINE = re.compile(r"index (0|[1-9][0-9]*)")
+DECIMAL = r"(0|[1-9][0-9]*)"
+"""A size or an index in C2SP text: ASCII digits, no leading zero (``str.isdigit`` also takes "²" and "١٢")."""
+_INDEX_LINE = re.compile("index " + DECIMAL)
 
 
 class NoteError(ValueError):
@@ -203,7 +205,7 @@ class Checkpoint:
         if len(lines) < 4 or lines[-1] != "":
             raise NoteError("a checkpoint has an origin, a size and a root hash, one per line")
         origin, size, root = lines[0], lines[1], _b64decode(lines[2])
-        if not origin or not re.fullmatch(r"0|[1-9][0-9]*", size):
+        if not origin or not re.fullmatch(DECIMAL, size):
             raise NoteError("a checkpoint's size is a decimal number without leading zeros")
         if len(root) != 32:
             raise NoteError("a checkpoint's root hash is 32 bytes")

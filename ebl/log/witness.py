@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +48,7 @@ class AddCheckpoint:
     def parse(cls, body: str) -> AddCheckpoint:
         head, separator, checkpoint_note = body.partition("\n\n")
         lines = head.split("\n")
-        if not separator or not lines[0].startswith("old ") or not lines[0][4:].isdigit():
+        if not separator or not re.fullmatch("old " + note.DECIMAL, lines[0]):
             raise BadRequest("an add-checkpoint body is 'old <size>', proof lines, a blank line, the checkpoint")
         if len(lines) - 1 > MAX_PROOF_LINES:
             raise BadRequest(f"a consistency proof has at most {MAX_PROOF_LINES} lines")
