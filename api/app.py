@@ -112,7 +112,12 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
         if settings_.rate_limit_per_second > 0
         else None
     )
-    app.add_middleware(Observability, metrics=app.state.metrics, limiter=limiter)
+    app.add_middleware(
+        Observability,
+        metrics=app.state.metrics,
+        limiter=limiter,
+        is_known_key=lambda api_key: node.remembered_caller(api_key) is not None,
+    )
     routers = [module.router for module in (meta, ebls, dcsa, pint, verify, log)]
     for router in routers:
         app.include_router(router)

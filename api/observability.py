@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -72,21 +73,37 @@ class Metrics:
 CLIENT_CLOSED_REQUEST = 499
 
 
-def _client(scope: Scope) -> str:
+def _buckets(scope: Scope, is_known_key: Callable[[str], bool]) -> list[str]:
     """Whom the rate limit counts: the API key (by its hash, never the key itself), else the client address. The key
-    is read as authentication reads it, so that no other spelling of the header gets a bucket of its own."""
+    is read as authentication reads it, so that no other spelling of the header gets a bucket of its own. A key this
+    process has not seen authenticated counts against the address too: a client inventing a key for every request
+    would otherwise get a full bucket every time."""
+    client = scope.get("client")
+    address = "address:" + (client[0] if client else "unknown")
     for name, value in scope["headers"]:
         if name == b"authorization":
             token = bearer_token(value.decode("latin-1"))
             if token is not None:
-                return "key:" + hashlib.sha256(token.encode("latin-1")).hexdigest()
-    client = scope.get("client")
-    return "address:" + (client[0] if client else "unknown")
+                key = "key:" + hashlib.sha256(token.encode("latin-1")).hexdigest()
+                return [key] if is_known_key(token) else [address, key]
+    return [address]
 
 
 class Observability:
-    def __init__(self, app: ASGIApp, metrics: Metrics, limiter: RateLimiter | None) -> None:
-        self.app, self.metrics, self.limiter = app, metrics, limiter
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, limiter: RateLimiter | None, is_known_key: Callable[[str], bool]
+    ) -> None:
+        self.app, self.metrics, self.limiter, self.is_known_key = app, metrics, limiter, is_known_key
+
+    def _wait(self, scope: Scope) -> int:
+        """0 if the request may go on, else the seconds its client must wait; no bucket after a refusing one pays."""
+        if self.limiter is None or scope["path"] in UNLIMITED_PATHS:
+            return 0
+        for bucket in _buckets(scope, self.is_known_key):
+            wait = self.limiter.take(bucket)
+            if wait:
+                return wait
+        return 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,7 +125,7 @@ class Observability:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            wait = self.limiter.take(_client(scope)) if self.limiter and scope["path"] not in UNLIMITED_PATHS else 0
+            wait = self._wait(scope)
             if wait:
                 response = error_response(
                     Request(scope), 429, "RATE_LIMITED", f"too many requests for this API key; retry in {wait} s"

@@ -56,6 +56,17 @@ def test_one_api_key_has_one_bucket_however_its_header_is_spelt(limited: Api) ->
     assert_error(answers[3], 429, "RATE_LIMITED")
 
 
+def test_a_client_inventing_api_keys_is_limited_by_its_address(limited: Api) -> None:
+    # Three tokens a bucket. The address has spent one on the fixture's read of /sandbox/parties, and a key's first use
+    # (the node has not seen it authenticated yet) spends one of the address's too.
+    assert limited.get(SHIPPER, "/v1/parties").status_code == 200
+    invented = [limited.client.get("/v1/parties", headers={"Authorization": f"Bearer made-up-{n}"}) for n in range(5)]
+    assert [a.status_code for a in invented] == [401, 429, 429, 429, 429]
+    assert_error(invented[1], 429, "RATE_LIMITED")
+    # The address is spent; a key the node knows still has the rest of its own bucket.
+    assert [limited.get(SHIPPER, "/v1/parties").status_code for _ in range(3)] == [200, 200, 429]
+
+
 def test_the_openapi_document_tells_clients_about_the_rate_limit(api: Api) -> None:
     paths = api.client.get("/openapi.json").json()["paths"]
     refused = paths["/v1/ebls"]["post"]["responses"]["429"]
