@@ -51,7 +51,7 @@ from ebl.errors import (
 from ebl.log import note
 from ebl.log.ledger import Ledger, default_origin
 from ebl.log.merkle import ProofError
-from ebl.log.witness import AddCheckpoint, Witness, witness_name
+from ebl.log.witness import AddCheckpoint, Witness
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
 from ebl.store.db import Database, DatabaseSetupError, at_end, make_engine, migrate, read_session, write
 from ebl.store.repositories import (
@@ -463,7 +463,7 @@ class Node:
         assert isinstance(self.node_key.private, Ed25519PrivateKey), "node keys are Ed25519"
         peers = {p: self.trust.node_keys[p] for p in self.trust.node_keys if p != self.platform}
         self.witness = Witness(
-            witness_name(self.platform),
+            note.witness_name(self.platform),
             self.node_key.private,
             {
                 default_origin(p): [raw for key in keys_ if (raw := key.ed25519()) is not None]
@@ -1122,13 +1122,11 @@ class Node:
     def push_checkpoint(self, client: httpx.Client) -> None:
         """Ask every configured peer witness to cosign the latest checkpoint; keep the cosignatures they give. A witness
         that does not answer is logged and passed over: the others are still asked, and it is asked again next time."""
-        peer_keys = [
-            raw
+        peer_witnesses = {
+            note.witness_name(p): [raw for k in keys_ if (raw := k.ed25519())]
             for p, keys_ in self.trust.node_keys.items()
             if p != self.platform
-            for k in keys_
-            if (raw := k.ed25519())
-        ]
+        }
         for url in self.settings.witness_urls:
             with read_session(self.engine) as session:
                 latest = LogRepository(session).latest_checkpoint()
@@ -1157,7 +1155,7 @@ class Node:
                 logger.warning("witness %s refused checkpoint %d: %s", url, latest.size, response.status_code)
                 continue
             line = response.text
-            if not note.cosigners(latest.note + line, peer_keys):
+            if not note.cosigners(latest.note + line, peer_witnesses):
                 logger.warning("witness %s answered a cosignature no trusted peer key made", url)
                 continue
             self._keep_cosignature(

@@ -688,9 +688,9 @@ def _trusted_checkpoint(ctx: _Context, text: str, platform: str, sequence: int) 
 
 
 def _witnessed_by(ctx: _Context, text: str, platform: str) -> str:
-    others = [p for p in ctx.trust.node_keys if p != platform]
+    witnesses = {note.witness_name(p): _ed25519_node_keys(ctx.trust, [p]) for p in ctx.trust.node_keys if p != platform}
     try:
-        names = sorted(set(note.cosigners(text, _ed25519_node_keys(ctx.trust, others))))
+        names = sorted(note.cosigners(text, witnesses))
     except note.NoteError as exc:
         raise _CheckFailed(f"a witness cosignature on a {platform} checkpoint does not verify: {exc}") from None
     if len(names) < ctx.witnesses:

@@ -15,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -173,12 +173,21 @@ def cosign(checkpoint_text: str, name: str, key: Ed25519PrivateKey, timestamp: i
     return f"{_DASH} {name} {base64.b64encode(raw).decode()}\n"
 
 
-def cosigners(note: str, witnesses: Sequence[Ed25519PublicKey]) -> list[str]:
-    """The names under which one of ``witnesses`` validly cosigned the note's checkpoint (unknown lines ignored)."""
+def witness_name(platform: str) -> str:
+    """The name under which a platform's node cosigns the checkpoints of its peers."""
+    return f"{platform.lower()}.ebl.example/witness"
+
+
+def cosigners(note: str, witnesses: Mapping[str, Sequence[Ed25519PublicKey]]) -> list[str]:
+    """The names of the known ``witnesses`` (name → its keys) that validly cosigned the note's checkpoint, each once.
+
+    A cosignature signs the checkpoint and a time, not the witness's name: only the key ID binds the name. So a line
+    counts only under a name the caller knows with one of that name's own keys; anyone could copy a witness's line
+    under a made-up name, with the key ID recomputed for it. Lines of unknown names and keys are ignored."""
     text, signatures = split_note(note)
     names = []
     for name, key_id, signature in signatures:
-        for key in witnesses:
+        for key in witnesses.get(name, ()):
             if key_id != _cosignature_key_id(name, key) or len(signature) != 72:
                 continue
             timestamp = int.from_bytes(signature[:8], "big")
@@ -186,7 +195,8 @@ def cosigners(note: str, witnesses: Sequence[Ed25519PublicKey]) -> list[str]:
                 key.verify(signature[8:], _cosigned_message(text, timestamp))
             except InvalidSignature:
                 raise NoteError(f"the cosignature of {name} does not verify") from None
-            names.append(name)
+            if name not in names:
+                names.append(name)
     return names
 
 

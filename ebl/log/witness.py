@@ -30,10 +30,6 @@ from ebl.store.tables import WitnessedLogRow
 MAX_PROOF_LINES = 63
 
 
-def witness_name(platform: str) -> str:
-    return f"{platform.lower()}.ebl.example/witness"
-
-
 @dataclass(frozen=True)
 class AddCheckpoint:
     old: int
