@@ -194,7 +194,9 @@ def test_issued_in_chongqing_delivered_in_singapore_verified_by_both_logs(nodes:
     for side, witness in ((cq, sg), (sg, cq)):
         checkpoint = side.client.get("/v1/log/checkpoint").text
         raw = witness.node_key().ed25519()
-        assert raw is not None and note.cosigners(checkpoint, [raw])
+        assert raw is not None and note.cosigners(
+            checkpoint, {note.witness_name(witness.process.env["EBL_PLATFORM"]): [raw]}
+        )
     for side in (cq, sg):
         audit = side.process.run("audit")
         assert audit.returncode == 0, audit.stdout + audit.stderr

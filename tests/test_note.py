@@ -96,8 +96,25 @@ def test_cosignatures_verify_and_tampering_fails() -> None:
     signed = note.sign_note(Checkpoint("cqsb.ebl.example/log", 3, bytes(32)).to_text(), [log])
     text, _ = note.split_note(signed)
     line = note.cosign(text, "sgsb.ebl.example/witness", witness, 1_795_000_000)
-    assert note.cosigners(signed + line, [witness.public_key()]) == ["sgsb.ebl.example/witness"]
-    assert note.cosigners(signed + line, [Ed25519PrivateKey.generate().public_key()]) == []
+    known = {"sgsb.ebl.example/witness": [witness.public_key()]}
+    assert note.cosigners(signed + line, known) == ["sgsb.ebl.example/witness"]
+    assert (
+        note.cosigners(signed + line, {"sgsb.ebl.example/witness": [Ed25519PrivateKey.generate().public_key()]}) == []
+    )
     other = note.cosign(text.replace("\n3\n", "\n4\n"), "sgsb.ebl.example/witness", witness, 1_795_000_000)
     with pytest.raises(NoteError, match="does not verify"):
-        note.cosigners(signed + other, [witness.public_key()])
+        note.cosigners(signed + other, known)
+
+
+def test_a_cosignature_counts_only_under_the_name_its_key_is_known_by() -> None:
+    """The signed message holds no name: a copy of a witness's line under another name, with the key ID made for that
+    name, verifies with the witness's key. It must not count as another witness, nor as this one twice."""
+    log = Signer("cqsb.ebl.example/log", Ed25519PrivateKey.generate())
+    witness = Ed25519PrivateKey.generate()
+    signed = note.sign_note(Checkpoint("cqsb.ebl.example/log", 3, bytes(32)).to_text(), [log])
+    text, _ = note.split_note(signed)
+    line = note.cosign(text, "sgsb.ebl.example/witness", witness, 1_795_000_000)
+    copies = "".join(note.cosign(text, f"evil-{n}.example/witness", witness, 1_795_000_000) for n in range(3))
+    known = {"sgsb.ebl.example/witness": [witness.public_key()], "xxsb.ebl.example/witness": []}
+    assert note.cosigners(signed + line + line + copies, known) == ["sgsb.ebl.example/witness"]
+    assert note.cosigners(signed + copies, known) == []

@@ -65,6 +65,24 @@ def test_a_peer_cosigns_and_the_policy_counts_it(corridor: Corridor, sample: dic
         assert report["verdict"] == verdict, report
     ledger = next(c for c in report["checks"] if c["name"] == "LEDGER_INCLUSION")
     assert "policy asks for 2" in ledger["detail"]
+    # The witness's line copied under other names (the key ID made for each) is still one witness.
+    witnessed = bundle["checkpoint"].split("\n\n", 1)[1]
+    cosignature = next(line for line in witnessed.splitlines(keepends=True) if "sgsb.ebl.example/witness" in line)
+    raw = base64.b64decode(cosignature.split()[-1])
+    sg_key = corridor.sg.node_key.public.ed25519()
+    assert sg_key is not None
+    forged = "".join(
+        f"— {name} {base64.b64encode(note._cosignature_key_id(name, sg_key) + raw[4:]).decode()}\n"
+        for name in ("evil-1.example/witness", "evil-2.example/witness")
+    )
+    # Every tlog-proof of the bundle ends with the checkpoint it proves against, the bundle's own.
+    padded = {
+        **bundle,
+        "checkpoint": bundle["checkpoint"] + forged,
+        "inclusionProofs": [proof + forged for proof in bundle["inclusionProofs"]],
+    }
+    report = corridor.cq_api.client.post("/v1/verify?witnesses=2", json=padded).json()
+    assert report["verdict"] == "INVALID", report
 
     # The log grows: the next push proves consistency from the size the witness last cosigned.
     corridor.cq_api.issue({**sample, "transportDocumentReference": "YXRS2611SECOND"})
@@ -138,7 +156,9 @@ def test_every_witness_answer(corridor: Corridor, sample: dict[str, Any]) -> Non
     assert accepted.status_code == 200
     sg_key = corridor.sg.node_key.public.ed25519()
     assert sg_key is not None
-    assert note.cosigners(signed.note + accepted.text, [sg_key]) == ["sgsb.ebl.example/witness"]
+    assert note.cosigners(signed.note + accepted.text, {"sgsb.ebl.example/witness": [sg_key]}) == [
+        "sgsb.ebl.example/witness"
+    ]
     stale = _add(corridor, good)
     assert stale.status_code == 409
     assert stale.headers["content-type"].startswith("text/x.tlog.size")
