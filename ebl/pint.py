@@ -328,15 +328,19 @@ def _transaction(raw: Mapping[str, Any], where: str) -> Transaction:
     value = dict(raw)
     legacy = value.pop("action", None)
     if legacy is not None:
-        if legacy not in _LEGACY_ACTIONS:
-            raise Refusal("BENV", f"{where}: unknown legacy action {legacy!r}")
+        if not isinstance(legacy, str) or legacy not in _LEGACY_ACTIONS:
+            raise Refusal("BENV", f"{where}: unknown legacy action {legacy!r}"[:300])
         value["actionCode"] = _LEGACY_ACTIONS[legacy]
     moment = value.get("actionDateTime")
     if isinstance(moment, str):
         try:
-            value["actionDateTime"] = chain.action_datetime(datetime.fromisoformat(moment.replace("Z", "+00:00")))
-        except ValueError:
-            raise Refusal("BENV", f"{where}: actionDateTime is not a date-time") from None
+            parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                # RFC 3339 has no local time: read as this server's, the entry would mean another moment elsewhere.
+                raise ValueError("no UTC offset")
+            value["actionDateTime"] = chain.action_datetime(parsed)
+        except (ValueError, OverflowError):  # OverflowError: an offset that takes it past year 1 or 9999 in UTC
+            raise Refusal("BENV", f"{where}: actionDateTime is not an RFC 3339 date-time with an offset") from None
     try:
         return Transaction.model_validate(value)
     except ValidationError as exc:

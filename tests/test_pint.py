@@ -245,6 +245,22 @@ def test_a_sacc_by_anyone_but_the_carrier_is_benv(sg: Receiver) -> None:
     assert "CARRIER_ONLY" in answer["reason"]
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"action": ["TRNS"]},
+        {"action": {"code": "TRNS"}},
+        {"actionDateTime": "0001-01-01T00:00:00+05:00"},  # before year 1 in UTC
+        {"actionDateTime": "9999-12-31T23:59:59-05:00"},  # after year 9999 in UTC
+        {"actionDateTime": "2026-11-25T08:00:02"},  # no offset: whose local time?
+    ],
+)
+def test_a_peer_signed_transaction_with_odd_values_is_benv(sg: Receiver, odd: dict[str, Any]) -> None:
+    transactions = _to(SG_BANK_REF)
+    transactions[1] |= odd
+    _signed(sg, sg.client.post("/v3/envelopes", json=_envelope(_document(), transactions)), 422, "BENV")
+
+
 def test_the_conformance_tool_layout_is_accepted(sg: Receiver) -> None:
     document = _document()
     transactions = _to(SG_BANK_REF)
