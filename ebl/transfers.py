@@ -266,6 +266,11 @@ class Transfers:
         row = ebls.latest(opened.reference, for_update=True)
         if row is None:
             return None
+        # An envelope accepted before is a duplicate however the eBL has moved since (its sender may have lost the
+        # answer and tries again after the eBL came back to it), and even if its document has been amended since.
+        accepted = TransferRepository(session).accepted_envelope(opened.reference, opened.last_checksum)
+        if accepted is not None:
+            return PintAnswer(200, self._duplicate_of_accepted(accepted))
         if row.document_checksum != opened.document_checksum:
             self._check_amended_reissue(session, row, opened)
             return None
@@ -308,9 +313,9 @@ class Transfers:
         ``transportDocumentSubReference``. Its issuance is the carrier's, checked like any other (``BSIG``); the old
         eBL is voided here when the new one is accepted (:meth:`_accept`)."""
         sub_reference = str(opened.document.get("transportDocumentSubReference", ""))
-        if sub_reference == row.transport_document_sub_reference:
+        if EblRepository(session).has_sub_reference(row.transport_document_reference, sub_reference):
             raise pint.Refusal(
-                "DISE", "this platform holds another document under this reference and transportDocumentSubReference"
+                "DISE", "this platform has held another document under this reference and transportDocumentSubReference"
             )
         _, state = self._held(session, row)
         if state.platform == self._node.platform:

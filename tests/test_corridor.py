@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
-from ebl import corridor, jws, keys
+from ebl import chain, corridor, jws, keys
 from ebl.log import note
 from ebl.verify import verify_bundle
 from tests.conftest import (
@@ -183,11 +183,15 @@ def test_issued_in_chongqing_delivered_in_singapore_verified_by_both_logs(nodes:
         check = next(c for c in swapped.checks if c.name == "LEDGER_INCLUSION")
         assert (swapped.verdict, check.status, check.entry) == ("INVALID", "INVALID", entry), check
 
-    # Replaying an envelope after the eBL moved on, to either node, is refused and changes nothing.
+    # Replaying an envelope after the eBL moved on, to either node, changes nothing: the node accepted it once, so it
+    # is a duplicate (its sender may have lost the answer, and must not take the transfer for refused).
     for sender, receiver in ((cq, sg), (sg, cq)):
         replayed = receiver.client.post("/v3/envelopes", json=_first_envelope(sender))
-        assert replayed.status_code == 409
-        assert jws.verify(replayed.json(), receiver.node_key())["responseCode"] == "DISE"
+        assert replayed.status_code == 200, replayed.text
+        answer = jws.verify(replayed.json(), receiver.node_key())
+        assert answer["responseCode"] == "DUPE"
+        accepted = _first_envelope(sender)["envelopeTransferChain"][-1]
+        assert answer["duplicateOfAcceptedEnvelopeTransferChainEntrySignedContent"] == accepted
     assert sg.get(CONSIGNEE, f"/v1/ebls/{reference}").json()["status"] == "SURRENDERED_FOR_DELIVERY"
 
     # Each node witnesses the other's log.
@@ -267,9 +271,29 @@ def test_an_amended_reissue_reaches_a_platform_that_held_the_old_document(nodes:
     transfers = cq.get(CARRIER, f"/v1/ebls/{reference}/transfers").json()
     assert transfers[-1]["status"] == "DELIVERED", transfers
     assert sg.act(SG_BANK, reference, "SIGN").status_code == 201  # it lives on SGSB now, and can be acted on
-    # The old document under the same sub-reference, sent again, is still a double spend.
+    # The amended eBL goes back to Chongqing. The first envelope of the old document, sent again to Singapore, is the
+    # duplicate of one it accepted: neither a re-issue (its document is one SGSB held) nor a reason to store it again.
+    assert sg.act(SG_BANK, reference, "TRANSFER", cq.ref(CQ_BANK)).status_code == 201
+    _until("the amended eBL comes back to CQSB", _holds(cq, CQ_BANK, reference, "CQSB"))
     replayed = sg.client.post("/v3/envelopes", json=_first_envelope(cq))
-    assert jws.verify(replayed.json(), sg.node_key())["responseCode"] == "DISE"
+    assert replayed.status_code == 200, replayed.text
+    assert jws.verify(replayed.json(), sg.node_key())["responseCode"] == "DUPE"
+    # Re-signed, it is no envelope SGSB accepted, and the old document is still no re-issue: a double spend.
+    first = _first_envelope(cq)
+    cq_key = keys.load_or_create_node_key(cq.process.folder / "keys" / "node-CQSB.pem")
+    entry = jws.sign(jws.unverified_payload(first["envelopeTransferChain"][-1]), cq_key, typ="JWT")
+    manifest = jws.unverified_payload(first["envelopeManifestSignedContent"])
+    manifest["lastEnvelopeTransferChainEntrySignedContentChecksum"] = chain.entry_checksum(entry)
+    resigned = {
+        **first,
+        "envelopeTransferChain": [*first["envelopeTransferChain"][:-1], entry],
+        "envelopeManifestSignedContent": jws.sign(manifest, cq_key),
+    }
+    disputed = sg.client.post("/v3/envelopes", json=resigned)
+    assert disputed.status_code == 409, disputed.text
+    assert jws.verify(disputed.json(), sg.node_key())["responseCode"] == "DISE"
+    seen = sg.get(SG_BANK, f"/v1/ebls/{reference}").json()
+    assert (seen["transportDocumentSubReference"], seen["eblPlatform"]) == ("AMD1", "CQSB")
     for side in (cq, sg):
         audit = side.process.run("audit")
         assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -280,6 +280,15 @@ class EblRepository(_DriverSql):
         ).fetchone()
         return None if row is None else self._ebl(row)
 
+    def has_sub_reference(self, reference: str, sub_reference: str) -> bool:
+        """Whether an eBL of ``reference`` with this ``transportDocumentSubReference`` was ever stored here, superseded
+        or not."""
+        row = self._execute(
+            "SELECT 1 FROM ebl WHERE transport_document_reference = ? AND transport_document_sub_reference = ?",
+            (reference, sub_reference),
+        ).fetchone()
+        return row is not None
+
     def add(self, new: NewEbl) -> Ebl:
         """Store a new eBL: a second one with the same reference and sub-reference raises ``IntegrityError``."""
         (ebl_id,) = self._execute(
@@ -581,6 +590,15 @@ class TransferRepository(_DriverSql):
 
     def envelope(self, reference: str, *, for_update: bool = False) -> EnvelopeRow | None:
         return self._session.get(EnvelopeRow, reference, with_for_update=for_update)
+
+    def accepted_envelope(self, transport_document_reference: str, last_entry_checksum: str) -> EnvelopeRow | None:
+        """The envelope of this eBL ending with this transfer chain entry that this node accepted, if any."""
+        statement = select(EnvelopeRow).where(
+            EnvelopeRow.transport_document_reference == transport_document_reference,
+            EnvelopeRow.last_entry_checksum == last_entry_checksum,
+            col(EnvelopeRow.accepted),
+        )
+        return self._session.exec(statement).first()
 
     def envelopes_for(self, transport_document_reference: str) -> Sequence[EnvelopeRow]:
         statement = select(EnvelopeRow).where(EnvelopeRow.transport_document_reference == transport_document_reference)
