@@ -260,6 +260,16 @@ def _row_ref(row: PartyRow) -> dict[str, Any]:
     return party_ref_json(row.party_name, row.ebl_platform, row.identifying_codes)
 
 
+def _party_name(answer: httpx.Response) -> str | None:
+    """The ``partyName`` of a DCSA receiver validation answer, if it holds one."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    name = body.get("partyName") if isinstance(body, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def hash_api_key(api_key: str) -> str:
     # API keys carry 256 random bits, so one SHA-256 is enough: there is nothing to brute-force.
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
@@ -634,13 +644,11 @@ class Node:
         party_keys = await self.db.read(lambda session: [row.public_jwk for row in PartyRepository(session).all_keys()])
         return {"keys": [self.node_key.public.to_json(), *party_keys]}
 
-    async def _resolve(
-        self, ref: Mapping[str, Any], platform: str, where: str, *, delivered: bool = True
-    ) -> _Recipient:
-        """The party ``ref`` names on ``platform``. ``delivered``: the action sends the eBL to that party, whose
-        platform checks it on delivery, so a peer that does not answer now does not stop the action."""
+    async def _resolve(self, ref: Mapping[str, Any], platform: str, where: str) -> _Recipient:
+        """The party ``ref`` names on ``platform``: one party that may hold an eBL, confirmed by its platform if that
+        is another."""
         if platform != self.platform:
-            return _Recipient(await self._remote_party(ref, platform, where, delivered=delivered), None)
+            return _Recipient(await self._remote_party(ref, platform, where), None)
         found = self._parties.with_codes(platform, code_keys(ref))
         if not found:
             raise _unknown_party(platform, where)
@@ -660,10 +668,10 @@ class Node:
             )
         return _Recipient(party.ref, party.id)
 
-    async def _remote_party(
-        self, ref: Mapping[str, Any], platform: str, where: str, *, delivered: bool
-    ) -> dict[str, Any]:
-        """A party on a peer platform, as that platform names it (DCSA receiver validation)."""
+    async def _remote_party(self, ref: Mapping[str, Any], platform: str, where: str) -> dict[str, Any]:
+        """A party on a peer platform, as that platform names it (DCSA receiver validation). Without the peer's answer
+        the action waits: an eBL sent to a party the peer then refuses would be held nowhere, and an endorsee only
+        named in this chain would be checked by no platform ever."""
         url = self.settings.peers.get(platform)
         if url is None:
             raise Conflict(
@@ -671,7 +679,6 @@ class Node:
                 code="NO_ROUTE_TO_PLATFORM",
             )
         codes = [dict(c) for c in ref["identifyingCodes"]]
-        name = str(ref["partyName"])
         try:
             async with httpx.AsyncClient(timeout=5) as client:
                 answer = await client.post(f"{url.rstrip('/')}/v3/receiver-validation", json=codes[0])
@@ -680,19 +687,15 @@ class Node:
         else:
             if answer.status_code == 404:
                 raise _unknown_party(platform, where)
-            if answer.status_code == 200:
-                return party_ref_json(str(answer.json()["partyName"]), platform, codes)
-            failure = f"it answered {answer.status_code}"
-        if not delivered:
-            # An endorsee stays a name in this chain: no platform would ever check it, and a wrong one leaves the eBL
-            # with a title holder nobody can act as.
-            raise PeerUnavailable(
-                f"{where} is on platform {platform}, which did not confirm the party ({failure}); try again later"
+            named = _party_name(answer) if answer.status_code == 200 else None
+            if named is not None:
+                return party_ref_json(named, platform, codes)
+            failure = f"it answered {answer.status_code}" + (
+                " without a partyName" if answer.status_code == 200 else ""
             )
-        # The eBL goes there: the transfer is recorded and delivered when the peer is back, and it checks the
-        # recipient then.
-        logger.warning("receiver validation at %s failed (%s): %s is taken as given", platform, failure, where)
-        return party_ref_json(name, platform, codes)
+        raise PeerUnavailable(
+            f"{where} is on platform {platform}, which did not confirm the party ({failure}); try again later"
+        )
 
     def _custodial_key(self, party_id: str) -> keys.SigningKey:
         key = self._parties.custodial_key(party_id)
@@ -914,10 +917,7 @@ class Node:
 
     async def _recipient(self, request: TransactionRequest, state: EblState) -> _Recipient | None:
         if request.recipient is not None:
-            delivered = request.actionCode not in (ActionCode.ENDORSE, ActionCode.ENDORSE_TO_ORDER)
-            return await self._resolve(
-                request.recipient.to_json(), request.recipient.eblPlatform, "recipient", delivered=delivered
-            )
+            return await self._resolve(request.recipient.to_json(), request.recipient.eblPlatform, "recipient")
         if request.actionCode == ActionCode.SREJ and state.surrender_requester is not None:
             # SREJ returns the eBL to whoever asked to surrender it: that party is the recipient.
             requester = state.surrender_requester

@@ -8,8 +8,10 @@ own; a test waits for a delivery by polling the state it expects, with a deadlin
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -206,35 +208,84 @@ def test_issued_in_chongqing_delivered_in_singapore_verified_by_both_logs(nodes:
         assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
+class _Gateway:
+    """A gateway in front of a node that passes every request on, except PINT envelopes while ``hold_envelopes`` is
+    set (answered 502, which is no signed answer): the peer confirms parties, and deliveries fail."""
+
+    def __init__(self, target: str) -> None:
+        gateway = self
+        self.hold_envelopes = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                status, media_type, content = 502, "text/plain", b"no route"
+                if not (gateway.hold_envelopes.is_set() and self.path.startswith("/v3/envelopes")):
+                    headers = {"content-type": self.headers.get("content-type") or "application/json"}
+                    try:
+                        answer = httpx.request(self.command, target + self.path, content=body, headers=headers)
+                        status, media_type, content = answer.status_code, answer.headers["content-type"], answer.content
+                    except httpx.TransportError:
+                        pass
+                self.send_response(status)
+                self.send_header("content-type", media_type)
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = _forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
 def test_a_node_that_is_down_gets_the_ebl_once_it_is_back(nodes: tuple[Side, Side]) -> None:
     cq, sg = nodes
-    cq.process.start()
-    cq.load_parties()
-    reference = "YXRSCORRIDOR2"
-    _issue(cq, reference)
-    # SGSB is down: the recipient cannot be checked now, so the action is recorded and delivery is retried.
-    sg_bank = {
-        "partyName": SG_BANK,
-        "eblPlatform": "SGSB",
-        "identifyingCodes": [{"codeListProvider": "ZZZ", "partyCode": "199901234D", "codeListName": "UEN"}],
-    }
-    # An endorsement only names its endorsee, in this chain: no platform would check that party later, so it waits.
-    assert_error(cq.act(SHIPPER, reference, "ENDORSE_TO_ORDER", sg_bank), 503, "PEER_UNAVAILABLE")
-    assert cq.act(SHIPPER, reference, "TRANSFER", sg_bank).status_code == 201
+    gateway = _Gateway(sg.process.url)
+    try:
+        cq.process.env["EBL_PEERS"] = json.dumps({"SGSB": gateway.url})
+        _started(nodes)
+        reference = "YXRSCORRIDOR2"
+        _issue(cq, reference)
+        gateway.hold_envelopes.set()
+        # SGSB confirms its party, so the transfer is recorded; its delivery fails and is retried.
+        assert cq.act(SHIPPER, reference, "TRANSFER", sg.ref(SG_BANK)).status_code == 201
 
-    def attempts() -> dict[str, Any]:
-        transfers: list[dict[str, Any]] = cq.get(SHIPPER, f"/v1/ebls/{reference}/transfers").json()
-        return transfers[0]
+        def attempts() -> dict[str, Any]:
+            transfers: list[dict[str, Any]] = cq.get(SHIPPER, f"/v1/ebls/{reference}/transfers").json()
+            return transfers[0]
 
-    _until("two failed attempts", lambda: attempts()["attempts"] >= 2)
-    pending = attempts()
-    assert pending["status"] == "PENDING" and pending["lastError"]
-    assert cq.act(SHIPPER, reference, "SIGN").status_code == 409  # in transit: nothing happens here any more
-    sg.process.start()
-    sg.load_parties()
-    _until("delivery after SGSB is back", _holds(sg, SG_BANK, reference, "SGSB"))
-    _until("the receipt", lambda: attempts()["status"] == "DELIVERED")
-    assert attempts()["responseCode"] == "RECE"
+        _until("two failed attempts", lambda: attempts()["attempts"] >= 2)
+        pending = attempts()
+        assert pending["status"] == "PENDING" and pending["lastError"]
+        assert cq.act(SHIPPER, reference, "SIGN").status_code == 409  # in transit: nothing happens here any more
+
+        # SGSB is down: no eBL goes to a party of it now, since a party it would refuse later leaves the eBL nowhere.
+        sg.process.stop()
+        other = "YXRSCORRIDOR2B"
+        _issue(cq, other)
+        unknown = {**sg.ref(SG_BANK), "identifyingCodes": [{"codeListProvider": "ZZZ", "partyCode": "NO-SUCH-UEN"}]}
+        for action, recipient in (("TRANSFER", sg.ref(SG_BANK)), ("TRANSFER", unknown), ("ENDORSE_TO_ORDER", unknown)):
+            assert_error(cq.act(SHIPPER, other, action, recipient), 503, "PEER_UNAVAILABLE")
+        assert cq.act(SHIPPER, other, "SIGN").status_code == 201  # still held here, by the shipper
+
+        gateway.hold_envelopes.clear()
+        sg.process.start()
+        _until("delivery after SGSB is back", _holds(sg, SG_BANK, reference, "SGSB"))
+        _until("the receipt", lambda: attempts()["status"] == "DELIVERED")
+        assert attempts()["responseCode"] == "RECE"
+    finally:
+        gateway.close()
 
 
 def test_an_amended_reissue_reaches_a_platform_that_held_the_old_document(nodes: tuple[Side, Side]) -> None:
