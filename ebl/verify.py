@@ -88,6 +88,10 @@ class DocumentState(BaseModel):
     possessor: dict[str, Any]
     titleHolder: dict[str, Any] | None
     eblPlatform: str
+    asOf: str | None
+    """When the exporting node vouched for the chain (the head's ``exportedAt``): the state is the eBL's as that node
+    knew it then, and an action after it is in no bundle exported before it. Only the node, or a fresh bundle, tells
+    whether the eBL has moved since. ``null`` when the head does not verify."""
 
 
 class HistoryItem(BaseModel):
@@ -199,6 +203,11 @@ class _Context:
             return canonical.checksum(self.document)
         except EblError as exc:
             raise _CheckFailed(f"transportDocument has no RFC 8785 checksum: {exc.message}") from None
+
+    @cached_property
+    def head(self) -> tuple[ChainHead, str]:
+        """The verified head and the kid of its key (:func:`_verified_head`), for the check and the report."""
+        return _verified_head(self)
 
     @cached_property
     def folded(self) -> tuple[DocumentFacts, EblState]:
@@ -475,7 +484,7 @@ def _check_chain_links(ctx: _Context) -> str:
                     entry=entry.index,
                 )
         previous = entry
-    head, kid = _verified_head(ctx)
+    head, kid = ctx.head
     length = len(ctx.entries)
     if head.length != length:
         change = "entries were removed from its end" if head.length > length else "entries were added after it"
@@ -767,12 +776,17 @@ def _history(ctx: _Context) -> list[HistoryItem]:
 
 def _document(ctx: _Context) -> DocumentState:
     facts, state = ctx.folded
+    try:
+        as_of: str | None = ctx.head[0].exportedAt
+    except _CheckFailed:
+        as_of = None
     return DocumentState(
         transportDocumentReference=facts.transport_document_reference,
         status=state.status,
         possessor=dict(state.possessor),
         titleHolder=dict(state.title_holder) if state.title_holder is not None else None,
         eblPlatform=state.platform,
+        asOf=as_of,
     )
 
 

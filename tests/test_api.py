@@ -93,6 +93,21 @@ def test_the_corridor_story_ends_surrendered_and_verifies(api: Api, sample: dict
     assert report["document"]["status"] == "SURRENDERED_FOR_DELIVERY"
 
 
+def test_an_old_bundle_says_as_of_when_it_shows_the_ebl(api: Api, sample: dict[str, Any]) -> None:
+    """A bundle exported before the eBL moved on is genuine (VALID), but old: the report says when it was exported,
+    and only a fresh bundle shows what happened since."""
+    assert api.issue(sample).status_code == 201
+    old = api.get(SHIPPER, f"/v1/ebls/{REF}/bundle").json()
+    assert api.act(SHIPPER, REF, "TRANSFER", CQ_BANK).status_code == 201
+    fresh = api.get(CQ_BANK, f"/v1/ebls/{REF}/bundle").json()
+    reports = [api.client.post("/v1/verify", json=bundle).json() for bundle in (old, fresh)]
+    assert [r["verdict"] for r in reports] == ["VALID", "VALID"]
+    assert [r["document"]["possessor"]["partyName"] for r in reports] == [SHIPPER, CQ_BANK]
+    exported = [jws.unverified_payload(bundle["head"])["exportedAt"] for bundle in (old, fresh)]
+    assert [r["document"]["asOf"] for r in reports] == exported
+    assert exported[0] <= exported[1]
+
+
 def test_chain_entries_are_signed_by_the_acting_party_and_linked(api: Api, sample: dict[str, Any]) -> None:
     play_story(api, sample)
     entries = api.get(CARRIER, f"/v1/ebls/{REF}/chain").json()["entries"]

@@ -132,7 +132,10 @@ def test_the_report_and_bundle_json_shapes() -> None:
     data = verify_bundle(bundle, corridor.trust()).model_dump(mode="json")
     assert set(data) == {"verdict", "checks", "document", "history"}
     assert set(data["checks"][0]) == {"name", "status", "detail", "entry"}
-    assert set(data["document"]) == {"transportDocumentReference", "status", "possessor", "titleHolder", "eblPlatform"}
+    assert set(data["document"]) == {
+        "transportDocumentReference", "status", "possessor", "titleHolder", "eblPlatform", "asOf"
+    }  # fmt: skip
+    assert data["document"]["asOf"] == head.exportedAt
     assert set(data["history"][0]) == {
         "sequence", "actionCode", "actor", "recipient", "actionDateTime", "eblPlatform"
     }  # fmt: skip
