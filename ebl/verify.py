@@ -650,6 +650,9 @@ def _check_ledger_inclusion(ctx: _Context) -> str:
     if len(proofs) != len(ctx.entries):
         raise _CheckFailed(f"the bundle carries {len(proofs)} inclusion proofs for {len(ctx.entries)} entries")
     exporter = _unverified_head(ctx).eblPlatform
+    if all(ctx.payload(entry).eblPlatform != exporter for entry in ctx.entries):
+        # It proves none of the entries (they were all recorded elsewhere), but it is still the exporter's word.
+        _trusted_checkpoint(ctx, ctx.bundle.checkpoint, exporter, None)
     # (note, platform) → the checkpoint it signs and how many entries it proves: a note opened for one platform's
     # keys says nothing about another platform's entries.
     logs: dict[tuple[str, str], tuple[note.Checkpoint, list[int]]] = {}
@@ -684,16 +687,17 @@ def _check_ledger_inclusion(ctx: _Context) -> str:
     return f"all {len(ctx.entries)} entries are leaves of their nodes' logs: {'; '.join(parts)}"
 
 
-def _trusted_checkpoint(ctx: _Context, text: str, platform: str, sequence: int) -> note.Checkpoint:
+def _trusted_checkpoint(ctx: _Context, text: str, platform: str, sequence: int | None) -> note.Checkpoint:
+    """The checkpoint ``text`` signs, if a trusted node key of ``platform`` signed it; ``sequence``: the entry whose
+    proof it came with (``None``: the bundle's own)."""
     try:
         origin = text.split("\n", 1)[0]
         verifiers = [note.verifier(origin, key) for key in _ed25519_node_keys(ctx.trust, [platform])]
         opened, _ = note.open_note(text, verifiers)
         return note.Checkpoint.parse(opened)
     except (note.NoteError, ValueError) as exc:
-        raise _CheckFailed(
-            f"entry {sequence}: its checkpoint is not signed by a trusted {platform} node key: {exc}", entry=sequence
-        ) from None
+        whose = "the bundle's checkpoint is" if sequence is None else f"entry {sequence}: its checkpoint is"
+        raise _CheckFailed(f"{whose} not signed by a trusted {platform} node key: {exc}", entry=sequence) from None
 
 
 def _witnessed_by(ctx: _Context, text: str, platform: str) -> str:

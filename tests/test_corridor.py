@@ -153,6 +153,14 @@ def test_issued_in_chongqing_delivered_in_singapore_verified_by_both_logs(nodes:
     assert refused.json()["errors"][0]["errorCodeText"] == "ON_OTHER_PLATFORM"
     assert "SGSB" in refused.json()["errors"][0]["errorCodeMessage"]
 
+    # SGSB's bundle holds only CQSB's entries: its own checkpoint proves none of them, but must still be SGSB's.
+    arrived = sg.get(SG_CUSTOMS, f"/v1/ebls/{reference}/bundle").json()
+    assert sg.client.post("/v1/verify", json=arrived).json()["verdict"] == "VALID"
+    forged = sg.client.post("/v1/verify", json={**arrived, "checkpoint": "sgsb.ebl.example/log\n1\nAAAA\n"}).json()
+    ledger = next(c for c in forged["checks"] if c["name"] == "LEDGER_INCLUSION")
+    assert (forged["verdict"], ledger["status"]) == ("INVALID", "INVALID"), ledger
+    assert "the bundle's checkpoint is not signed by a trusted SGSB node key" in ledger["detail"]
+
     assert sg.act(SG_BANK, reference, "ENDORSE", sg.ref(CONSIGNEE)).status_code == 201
     assert sg.act(SG_BANK, reference, "TRANSFER", sg.ref(CONSIGNEE)).status_code == 201
     # Surrender goes home: to the issuing carrier, on CQSB.
