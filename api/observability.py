@@ -1,5 +1,6 @@
 """Around every request: its id, the per-API-key rate limit, Prometheus metrics and one JSON access-log line; and the
-refusal of a path or query holding U+0000, which no parameter of this API may hold and PostgreSQL cannot store.
+refusal of a path or query holding U+0000, which no parameter of this API may hold and PostgreSQL cannot store, and of
+a query that gives a parameter twice.
 
 A pure ASGI middleware (``Observability``) rather than one per concern: each request is timed, counted, limited and
 logged in one place, and the id it is given reaches every log line written while it is handled.
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -89,6 +91,18 @@ def _buckets(scope: Scope, is_known_key: Callable[[str], bool]) -> list[str]:
     return [address]
 
 
+def _repeated_parameter(query: bytes) -> str | None:
+    """The first query parameter named twice, if any."""
+    if not query:
+        return None
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            return name[:100]
+        seen.add(name)
+    return None
+
+
 class Observability:
     def __init__(
         self, app: ASGIApp, metrics: Metrics, limiter: RateLimiter | None, is_known_key: Callable[[str], bool]
@@ -135,6 +149,13 @@ class Observability:
             elif "\x00" in scope["path"] or b"%00" in scope["query_string"]:
                 response = error_response(
                     Request(scope), 400, "INVALID_PARAMETER", "the path or the query holds U+0000 (NUL)"
+                )
+                await response(scope, receive, send_with_id)
+            elif repeated := _repeated_parameter(scope["query_string"]):
+                # Every parameter of this API takes one value: the framework would silently keep the last one, so
+                # a policy such as ?witnesses=1 could be undone by whoever appends &witnesses=0.
+                response = error_response(
+                    Request(scope), 400, "INVALID_PARAMETER", f"the query gives the parameter {repeated!r} twice"
                 )
                 await response(scope, receive, send_with_id)
             else:

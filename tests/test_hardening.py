@@ -188,6 +188,15 @@ def test_a_client_that_leaves_mid_body_is_logged_as_gone_not_as_a_failure(
     assert ("ebl_http_requests_total", (*route, ("status", "500"))) not in metrics
 
 
+def test_a_parameter_given_twice_is_refused_not_read_as_its_last_value(api: Api) -> None:
+    # A gateway that adds ?witnesses=1 to enforce a policy must not be undone by a client's own &witnesses=0.
+    for query in ("witnesses=1&witnesses=0", "witnesses=0&witnesses=1", "witnesses=1&witnesses"):
+        body = assert_error(api.client.post(f"/v1/verify?{query}", json={}), 400, "INVALID_PARAMETER")
+        assert "'witnesses' twice" in body["statusCodeMessage"]
+    assert_error(api.get(SHIPPER, "/v1/ebls?limit=5&limit=6"), 400, "INVALID_PARAMETER")
+    assert api.get(SHIPPER, "/v1/ebls?limit=5").status_code == 200
+
+
 def test_no_parameter_or_body_string_may_hold_nul(api: Api, sample: dict[str, Any]) -> None:
     # PostgreSQL cannot store U+0000 in text; both databases refuse it alike, as a 400, never a 500.
     reference = sample["transportDocumentReference"]
