@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from ebl import canonical, chain, credentials, jws
 from ebl.chain import Transaction
@@ -95,13 +95,24 @@ class EnvelopeManifest(BaseModel):
     eBLVisualisationByCarrier: DocumentMetadata | None = None
     supportingDocuments: list[DocumentMetadata] = Field(default_factory=list)
 
-    def documents(self) -> dict[str, DocumentMetadata]:
-        """Every additional document of the transfer, by checksum."""
-        listed = [
+    @model_validator(mode="after")
+    def _one_size_per_document(self) -> EnvelopeManifest:
+        # A checksum names one content: listed twice, it must have one size, or the receiver takes either.
+        sizes: dict[str, int] = {}
+        for document in self._listed():
+            if sizes.setdefault(document.documentChecksum, document.size) != document.size:
+                raise ValueError(f"document {document.documentChecksum} is declared with two sizes")
+        return self
+
+    def _listed(self) -> list[DocumentMetadata]:
+        return [
             *self.supportingDocuments,
             *([self.eBLVisualisationByCarrier] if self.eBLVisualisationByCarrier else []),
         ]
-        return {d.documentChecksum: d for d in listed}
+
+    def documents(self) -> dict[str, DocumentMetadata]:
+        """Every additional document of the transfer, by checksum."""
+        return {d.documentChecksum: d for d in self._listed()}
 
 
 class TransferChainEntry(BaseModel):

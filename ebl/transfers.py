@@ -83,6 +83,20 @@ def _logged(opened: pint.OpenedEnvelope, answer: PintAnswer) -> PintAnswer:
     return answer
 
 
+def _missing_documents(transfers: TransferRepository, manifest: pint.EnvelopeManifest) -> list[str]:
+    """The checksums of the documents ``manifest`` declares that this node does not hold; ``BENV`` if it declares one
+    it holds with another size (a document it holds is not sent again, so its size would never be checked)."""
+    declared = manifest.documents()
+    held = transfers.document_sizes(declared)
+    for checksum, size in held.items():
+        if declared[checksum].size != size:
+            raise pint.Refusal(
+                "BENV",
+                f"the manifest gives document {checksum} a size of {declared[checksum].size} bytes; it has {size}",
+            )
+    return sorted(set(declared) - set(held))
+
+
 def _tx_json(tx: Transaction) -> dict[str, Any]:
     return tx.model_dump(mode="json", exclude_none=True)
 
@@ -160,8 +174,7 @@ class Transfers:
         if duplicate is not None:
             return duplicate
         transfers = TransferRepository(session)
-        declared = opened.manifest.documents()
-        missing = sorted(set(declared) - transfers.documents(declared))
+        missing = _missing_documents(transfers, opened.manifest)
         if not missing:
             return self._accept(session, opened, body, reference=None)
         # Starting again while a transfer of this very envelope is open is a retry: it continues that transfer.
@@ -230,8 +243,7 @@ class Transfers:
                 duplicate = self._compare_with_held(session, opened)
                 if duplicate is not None:
                     return duplicate
-                declared = opened.manifest.documents()
-                missing = sorted(set(declared) - TransferRepository(session).documents(declared))
+                missing = _missing_documents(TransferRepository(session), opened.manifest)
                 if missing:
                     raise pint.Refusal("MDOC", "additional documents are missing", missing=missing)
                 return self._accept(session, opened, envelope, reference=reference)

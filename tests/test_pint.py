@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,6 +327,40 @@ def test_supporting_documents_missing_corrupted_undeclared_then_received(sg: Rec
     assert sorted(received["receivedAdditionalDocumentChecksums"]) == checksums
     again = _signed(sg, sg.client.put(f"/v3/envelopes/{reference}/finish-transfer"), 200, "DUPE")
     assert sorted(again["receivedAdditionalDocumentChecksums"]) == checksums
+
+
+def _with_manifest(envelope: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    manifest = jws.unverified_payload(envelope["envelopeManifestSignedContent"])
+    change(manifest)
+    return {**envelope, "envelopeManifestSignedContent": jws.sign(manifest, SENDER_KEY)}
+
+
+def test_a_manifest_must_declare_each_document_with_its_true_size(sg: Receiver) -> None:
+    held = b"%PDF-1.7 packing list"
+    envelope = _envelope(_document(), _to(SG_BANK_REF), documents=[held])
+    started = sg.client.post("/v3/envelopes", json=envelope).json()
+    path = f"/v3/envelopes/{started['envelopeReference']}"
+    assert (
+        sg.client.put(
+            f"{path}/additional-documents/{hashlib.sha256(held).hexdigest()}", json=base64.b64encode(held).decode()
+        ).status_code
+        == 204
+    )
+    _signed(sg, sg.client.put(f"{path}/finish-transfer"), 200, "RECE")
+
+    # Another eBL names the document this node holds: it is not sent again, so a false size would go unchecked.
+    other = _envelope(_document("YXRSPINT0002"), _to(SG_BANK_REF), documents=[held])
+
+    def lie(manifest: dict[str, Any]) -> None:
+        manifest["supportingDocuments"][0]["size"] = 999_999
+
+    def twice(manifest: dict[str, Any]) -> None:
+        manifest["supportingDocuments"].append({**manifest["supportingDocuments"][0], "size": 5})
+
+    for change in (lie, twice):
+        answer = _signed(sg, sg.client.post("/v3/envelopes", json=_with_manifest(other, change)), 422, "BENV")
+        assert "size" in answer["reason"], answer
+    _signed(sg, sg.client.post("/v3/envelopes", json=other), 200, "RECE")
 
 
 def test_a_finished_answer_decides_on_the_signed_code_not_the_status(sg: Receiver) -> None:

@@ -608,13 +608,15 @@ class TransferRepository(_DriverSql):
         self._session.add(row)
         self._session.flush()
 
-    def documents(self, checksums: Iterable[str]) -> set[str]:
-        """Which of these additional documents this node holds."""
+    def document_sizes(self, checksums: Iterable[str]) -> dict[str, int]:
+        """The size in bytes of each of these additional documents that this node holds."""
         wanted = sorted(set(checksums))
         if not wanted:
-            return set()
-        statement = select(AdditionalDocumentRow.checksum).where(col(AdditionalDocumentRow.checksum).in_(wanted))
-        return set(self._session.exec(statement).all())
+            return {}
+        statement = select(AdditionalDocumentRow.checksum, func.length(AdditionalDocumentRow.content)).where(
+            col(AdditionalDocumentRow.checksum).in_(wanted)
+        )
+        return {checksum: int(size) for checksum, size in self._session.exec(statement).all()}
 
     def add_document(self, row: AdditionalDocumentRow) -> None:
         if self._session.get(AdditionalDocumentRow, row.checksum) is None:
