@@ -56,7 +56,10 @@ def _push(node: Node) -> None:
 
 @contextlib.contextmanager
 def _courier(node: Node) -> Iterator[None]:
-    """With peers: the thread that delivers eBLs to their platforms (PINT), woken whenever an action sends one."""
+    """With peers: the thread that delivers eBLs to their platforms (PINT), woken whenever an action sends one.
+
+    Every server process runs one, so that an action wakes the courier of the process that recorded it; the couriers
+    claim each attempt in the database and never make the same one (:meth:`ebl.transfers.Transfers.deliver_due`)."""
     if not node.settings.peers:
         yield
         return

@@ -459,7 +459,9 @@ class Courier:
     """A thread that delivers pending transfers with exponential backoff until each holds a signed answer.
 
     ``attempt`` tries every transfer that is due and returns the seconds until the next one is (``None``: none is
-    pending). :meth:`wake` makes the thread look again at once, after a new transfer was recorded.
+    pending). :meth:`wake` makes the thread look again at once, after a new transfer was recorded. Each server process
+    runs one, and ``attempt`` claims every attempt in the database (:meth:`ebl.transfers.Transfers.deliver_due`), so
+    that the couriers of a node's processes never make the same one.
     """
 
     def __init__(self, attempt: Callable[[], float | None], *, idle_seconds: float = 30.0) -> None:

@@ -9,7 +9,8 @@ needs the database — the recipient is a party here (``BENV``), the envelope ag
 Sending: an action that leaves the eBL on another platform records, in its own transaction, an outbound transfer.
 :meth:`Transfers.deliver_due` (run by :class:`ebl.pint.Courier`) builds the envelope once — this hop's transfer
 chain entry and the per-party bundle, against a checkpoint pushed to the peer witnesses first — and sends it until a
-signed answer comes back, which it keeps as the receipt.
+signed answer comes back, which it keeps as the receipt. Every server process runs a courier: each attempt is claimed in
+the database first, so that one process makes it, and an answer is recorded only on a transfer still pending.
 
 Every answer a receiver signs is a :class:`PintAnswer`; bad JSON and documents that break the DCSA schema are
 :class:`~ebl.errors.BadRequest` (an ``ErrorResponse``), as the conformance tool expects.
@@ -60,7 +61,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ebl.pint")
 
 PENDING, DELIVERED, REFUSED = "PENDING", "DELIVERED", "REFUSED"
+CLAIM_SECONDS = 120.0
+"""How long a courier's claim on an attempt stands: longer than an attempt takes (a checkpoint pushed to the witnesses,
+the envelope built, and its two requests, each with a timeout of 10 s); once it runs out, another process's courier
+may make the attempt (the one that claimed it died, presumably)."""
 _STATUS_OF_ANSWER = {"RECE": 200, "DUPE": 200, "BSIG": 422, "BENV": 422, "INCD": 409, "MDOC": 409, "DISE": 409}
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """An attempt at a transfer that this process claimed (:meth:`TransferRepository.claim`)."""
+
+    transfer_id: int
+    attempts: int
+    """The attempts made before this one."""
+    until: datetime
+    """When the claim runs out: the transfer's next attempt time while it stands, which marks it as this one's."""
 
 
 @dataclass(frozen=True)
@@ -438,7 +454,13 @@ class Transfers:
     # -- sending --------------------------------------------------------------------------------------------
 
     def deliver_due(self, client: httpx.Client) -> float | None:
-        """Try every pending transfer that is due; the seconds until the next one is, or ``None``."""
+        """Try every pending transfer that is due and that this process claims; the seconds until the next one is
+        due, or ``None``.
+
+        Every server process runs a courier on the same transfers: each attempt is claimed in the database first
+        (:meth:`TransferRepository.claim`), and a transfer another process claimed is left to it. Should that process
+        die mid-attempt, its claim runs out after :data:`CLAIM_SECONDS`, and a courier that looks then takes it over.
+        """
         with read_session(self._node.engine) as session:
             pending = [(r.id, r.next_attempt_at) for r in TransferRepository(session).pending()]
         next_due: float | None = None
@@ -446,21 +468,30 @@ class Transfers:
             assert transfer_id is not None
             wait = (_aware(due) - _now()).total_seconds()
             if wait <= 0:
-                wait_after = self._deliver(client, transfer_id)
+                claim = self._claim(transfer_id)
+                if claim is None:
+                    continue
+                wait_after = self._deliver(client, claim)
                 if wait_after is None:
                     continue
                 wait = wait_after
             next_due = wait if next_due is None else min(next_due, wait)
         return next_due
 
-    def _deliver(self, client: httpx.Client, transfer_id: int) -> float | None:
-        node = self._node
+    def _claim(self, transfer_id: int) -> _Claim | None:
+        now = _now()
+        until = now + timedelta(seconds=CLAIM_SECONDS)
+        attempts = write(self._node.engine, lambda session: TransferRepository(session).claim(transfer_id, now, until))
+        return None if attempts is None else _Claim(transfer_id, attempts, until)
+
+    def _deliver(self, client: httpx.Client, claim: _Claim) -> float | None:
+        node, transfer_id = self._node, claim.transfer_id
         with read_session(node.engine) as session:
             row = TransferRepository(session).outbound_by_id(transfer_id)
         assert row is not None
         url = node.settings.peers.get(row.ebl_platform)
         if url is None:
-            return self._failed(transfer_id, f"no --peer URL for platform {row.ebl_platform}")
+            return self._failed(claim, f"no --peer URL for platform {row.ebl_platform}")
         if row.envelope is None:
             node.sign_checkpoint()
             node.push_checkpoint(client)
@@ -473,24 +504,27 @@ class Transfers:
                 client, url.rstrip("/"), json.loads(row.envelope), node.trust.node_keys.get(row.ebl_platform, ())
             )
         except pint.DeliveryFailed as exc:
-            return self._failed(transfer_id, str(exc))
+            return self._failed(claim, str(exc))
         response = pint.read_response(compact)
         envelope = json.loads(row.envelope)
         if response.lastEnvelopeTransferChainEntrySignedContentChecksum != chain.entry_checksum(
             envelope["envelopeTransferChain"][-1]
         ):
-            return self._failed(transfer_id, "the signed answer is about another envelope")
-
-        def keep_receipt(session: Session) -> None:
-            transfers = TransferRepository(session)
-            current = transfers.outbound_by_id(transfer_id, for_update=True)
-            assert current is not None
-            current.status = DELIVERED if response.responseCode in pint.ACCEPTED else REFUSED
-            current.response, current.response_code = compact, response.responseCode
-            current.attempts += 1
-            transfers.save_outbound(current)
-
-        write(node.engine, keep_receipt)
+            return self._failed(claim, "the signed answer is about another envelope")
+        status = DELIVERED if response.responseCode in pint.ACCEPTED else REFUSED
+        kept = write(
+            node.engine,
+            lambda session: TransferRepository(session).keep_answer(
+                transfer_id, status=status, response=compact, response_code=response.responseCode
+            ),
+        )
+        if not kept:
+            logger.info(
+                "transfer %d was answered %s, but another attempt had decided it already: its receipt stays",
+                transfer_id,
+                response.responseCode,
+            )
+            return None
         log = logger.info if response.responseCode in pint.ACCEPTED else logger.error
         log(
             "transfer %d to %s answered %s %s",
@@ -501,21 +535,31 @@ class Transfers:
         )
         return None
 
-    def _failed(self, transfer_id: int, error: str) -> float:
-
-        def schedule_retry(session: Session) -> tuple[int, float]:
-            transfers = TransferRepository(session)
-            row = transfers.outbound_by_id(transfer_id, for_update=True)
-            assert row is not None
-            row.attempts += 1
-            wait = pint.backoff_seconds(row.attempts)
-            row.next_attempt_at = _now() + timedelta(seconds=wait)
-            row.last_error = error[:1000]
-            transfers.save_outbound(row)
-            return row.attempts, wait
-
-        attempts, wait = write(self._node.engine, schedule_retry)
-        logger.warning("transfer %d: attempt %d failed (%s); next in %.1f s", transfer_id, attempts, error, wait)
+    def _failed(self, claim: _Claim, error: str) -> float | None:
+        """Record a failed attempt; the seconds until the next one, or ``None`` if the attempt's claim had run out
+        (the transfer is another attempt's now)."""
+        attempts = claim.attempts + 1
+        wait = pint.backoff_seconds(attempts)
+        next_attempt_at = _now() + timedelta(seconds=wait)
+        kept = write(
+            self._node.engine,
+            lambda session: TransferRepository(session).retry_later(
+                claim.transfer_id,
+                claimed_until=claim.until,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                error=error[:1000],
+            ),
+        )
+        if not kept:
+            logger.warning(
+                "transfer %d: attempt %d failed (%s) after its claim ran out; not recorded",
+                claim.transfer_id,
+                attempts,
+                error,
+            )
+            return None
+        logger.warning("transfer %d: attempt %d failed (%s); next in %.1f s", claim.transfer_id, attempts, error, wait)
         return wait
 
     def _build_envelope(self, transfer_id: int) -> None:

@@ -551,11 +551,8 @@ class LogRepository(_DriverSql):
         self._session.flush()
 
 
-class WitnessRepository:
+class WitnessRepository(_DriverSql):
     """Cosignatures peers gave this node, and the peer logs this node witnesses."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
 
     def cosignatures(self, checkpoint_size: int) -> Sequence[CosignatureRow]:
         statement = select(CosignatureRow).where(CosignatureRow.checkpoint_size == checkpoint_size)
@@ -566,7 +563,13 @@ class WitnessRepository:
         return int(self._session.exec(statement).one() or 0)
 
     def add_cosignature(self, row: CosignatureRow) -> None:
-        self._session.add(row)
+        """Keep a witness's cosignature of a checkpoint, unless one of that witness for that checkpoint is kept already:
+        every server process pushes the checkpoints, and two may both be given one."""
+        self._execute(
+            "INSERT INTO cosignature (checkpoint_size, witness_url, line, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (checkpoint_size, witness_url) DO NOTHING",
+            (row.checkpoint_size, row.witness_url, row.line, self._timestamp(row.created_at)),
+        )
 
     def witnessed(self, origin: str) -> WitnessedLogRow | None:
         """The latest checkpoint cosigned for ``origin``, locked until the transaction ends (compare and swap)."""
@@ -630,6 +633,48 @@ class TransferRepository(_DriverSql):
     def pending(self) -> Sequence[OutboundTransferRow]:
         statement = select(OutboundTransferRow).where(OutboundTransferRow.status == "PENDING")
         return self._session.exec(statement.order_by(col(OutboundTransferRow.next_attempt_at))).all()
+
+    def claim(self, transfer_id: int, now: datetime, until: datetime) -> int | None:
+        """Take the next attempt at a pending transfer due at ``now``, for this process alone: a compare-and-set that
+        moves its next attempt to ``until``, a lease no other process's courier takes before it runs out (nor after,
+        if the attempt is recorded meanwhile). The attempts made so far, or ``None`` if the transfer is not due: another
+        process took it, or it is decided."""
+        row = self._execute(
+            "UPDATE outbound_transfer SET next_attempt_at = ? "
+            "WHERE id = ? AND status = ? AND next_attempt_at <= ? RETURNING attempts",
+            (self._timestamp(until), transfer_id, "PENDING", self._timestamp(now)),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def keep_answer(self, transfer_id: int, *, status: str, response: str, response_code: str) -> bool:
+        """Record the signed answer that decides a transfer, if it is still pending (whose attempt got it does not
+        matter: it is the peer's word); whether it did. A decided transfer keeps the receipt it has."""
+        row = self._execute(
+            "UPDATE outbound_transfer SET status = ?, response = ?, response_code = ?, attempts = attempts + 1 "
+            "WHERE id = ? AND status = ? RETURNING id",
+            (status, response, response_code, transfer_id, "PENDING"),
+        ).fetchone()
+        return row is not None
+
+    def retry_later(
+        self, transfer_id: int, *, claimed_until: datetime, attempts: int, next_attempt_at: datetime, error: str
+    ) -> bool:
+        """Record a failed attempt and when to make the next, if the transfer is pending under the claim that made
+        the attempt (``claimed_until``); whether it did. An attempt that outlived its claim records nothing: another
+        process may hold the transfer now, or have decided it."""
+        row = self._execute(
+            "UPDATE outbound_transfer SET attempts = ?, next_attempt_at = ?, last_error = ? "
+            "WHERE id = ? AND status = ? AND next_attempt_at = ? RETURNING id",
+            (
+                attempts,
+                self._timestamp(next_attempt_at),
+                error,
+                transfer_id,
+                "PENDING",
+                self._timestamp(claimed_until),
+            ),
+        ).fetchone()
+        return row is not None
 
     def outbound_by_id(self, transfer_id: int, *, for_update: bool = False) -> OutboundTransferRow | None:
         return self._session.get(OutboundTransferRow, transfer_id, with_for_update=for_update)
