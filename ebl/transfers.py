@@ -462,10 +462,15 @@ class Transfers:
         die mid-attempt, its claim runs out after :data:`CLAIM_SECONDS`, and a courier that looks then takes it over.
         """
         with read_session(self._node.engine) as session:
-            pending = [(r.id, r.next_attempt_at) for r in TransferRepository(session).pending()]
+            pending = TransferRepository(session).pending()
         next_due: float | None = None
-        for transfer_id, due in pending:
-            assert transfer_id is not None
+        waiting: set[str] = set()
+        for transfer_id, reference, due in pending:
+            # One at a time per reference, in the order recorded: a receiver takes the hops of an eBL in order, and a
+            # carrier's SACC must arrive before the amended re-issue under the same reference.
+            if reference in waiting:
+                continue
+            waiting.add(reference)
             wait = (_aware(due) - _now()).total_seconds()
             if wait <= 0:
                 claim = self._claim(transfer_id)

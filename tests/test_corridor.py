@@ -296,8 +296,27 @@ def test_a_node_that_is_down_gets_the_ebl_once_it_is_back(nodes: tuple[Side, Sid
         gateway.close()
 
 
+def _outbound(side: Side) -> list[tuple[str, str | None]]:
+    """(status, responseCode) of every transfer a node has sent or is sending, in the order recorded."""
+    engine = create_engine(side.process.env["EBL_DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT status, response_code FROM outbound_transfer ORDER BY id").all()
+    finally:
+        engine.dispose()
+    return [(status, code) for status, code in rows]
+
+
 def test_an_amended_reissue_reaches_a_platform_that_held_the_old_document(nodes: tuple[Side, Side]) -> None:
-    cq, sg = _started(nodes)
+    gateway = _Gateway(nodes[1].process.url)
+    try:
+        nodes[0].process.env["EBL_PEERS"] = json.dumps({"SGSB": gateway.url})
+        _amended_reissue(*_started(nodes), gateway)
+    finally:
+        gateway.close()
+
+
+def _amended_reissue(cq: Side, sg: Side, gateway: _Gateway) -> None:
     reference = "YXRSCORRIDOR3"
     document = load_sample()
     document["transportDocumentReference"] = reference
@@ -320,11 +339,22 @@ def test_an_amended_reissue_reaches_a_platform_that_held_the_old_document(nodes:
     )
     assert surrender.status_code == 201, surrender.text
     _until("the surrender reaches CQSB", _holds(cq, CARRIER, reference, "CQSB", "PENDING_SURRENDER_FOR_AMENDMENT"))
+    # SGSB takes no envelope for a while: the SACC, sent there as a hop, fails and backs off.
+    gateway.hold_envelopes.set()
     assert cq.act(CARRIER, reference, "SACC").status_code == 201
+    _until(
+        "the SACC's third failed attempt",
+        lambda: cq.get(CARRIER, f"/v1/ebls/{reference}/transfers").json()[-1]["attempts"] >= 3,
+    )
     # The carrier re-issues the amended document, with a new sub-reference, to the party on SGSB that held the old one.
     amended = {**document, "transportDocumentSubReference": "AMD1", "termsAndConditions": "Amended."}
     assert issue(SG_BANK, amended).status_code == 201
+    # Its delivery would be due before the SACC's, but the hops of one reference leave in the order recorded: the SACC
+    # first, or SGSB would refuse it (DISE) once the re-issue had voided the old eBL there.
+    gateway.hold_envelopes.clear()
     _until("the amended eBL reaches SGSB", _holds(sg, SG_BANK, reference, "SGSB"))
+    _until("both answered", lambda: all(status != "PENDING" for status, _ in _outbound(cq)))
+    assert _outbound(cq)[-2:] == [("DELIVERED", "RECE"), ("DELIVERED", "RECE")]
     held = sg.get(SG_BANK, f"/v1/ebls/{reference}").json()
     assert (held["transportDocumentSubReference"], held["chainLength"]) == ("AMD1", 1)
     transfers = cq.get(CARRIER, f"/v1/ebls/{reference}/transfers").json()

@@ -21,6 +21,7 @@ from ebl.store.tables import (
     AdditionalDocumentRow,
     CheckpointRow,
     CosignatureRow,
+    EblRow,
     EnvelopeRow,
     ForeignCredentialRow,
     ForeignProofRow,
@@ -630,9 +631,16 @@ class TransferRepository(_DriverSql):
         statement = select(OutboundTransferRow).where(OutboundTransferRow.ebl_id == ebl_id)
         return self._session.exec(statement.order_by(col(OutboundTransferRow.sequence))).all()
 
-    def pending(self) -> Sequence[OutboundTransferRow]:
-        statement = select(OutboundTransferRow).where(OutboundTransferRow.status == "PENDING")
-        return self._session.exec(statement.order_by(col(OutboundTransferRow.next_attempt_at))).all()
+    def pending(self) -> list[tuple[int, str, datetime]]:
+        """Every pending transfer as (id, the eBL's reference, when its next attempt is due), in the order recorded."""
+        statement = (
+            select(OutboundTransferRow.id, EblRow.transport_document_reference, OutboundTransferRow.next_attempt_at)
+            .join(EblRow, col(EblRow.id) == col(OutboundTransferRow.ebl_id))
+            .where(OutboundTransferRow.status == "PENDING")
+            .order_by(col(OutboundTransferRow.id))
+        )
+        rows = self._session.exec(statement).all()
+        return [(id_, reference, due) for id_, reference, due in rows if id_ is not None]  # a stored row has its id
 
     def claim(self, transfer_id: int, now: datetime, until: datetime) -> int | None:
         """Take the next attempt at a pending transfer due at ``now``, for this process alone: a compare-and-set that
