@@ -99,6 +99,12 @@ def _logged(opened: pint.OpenedEnvelope, answer: PintAnswer) -> PintAnswer:
     return answer
 
 
+def _manifest_of(envelope: EnvelopeRow) -> pint.EnvelopeManifest:
+    """The manifest of an envelope this node stored, as it was read when the envelope was checked."""
+    signed = json.loads(envelope.body)["envelopeManifestSignedContent"]
+    return pint.EnvelopeManifest.model_validate(jws.unverified_payload(signed))
+
+
 def _missing_documents(transfers: TransferRepository, manifest: pint.EnvelopeManifest) -> list[str]:
     """The checksums of the documents ``manifest`` declares that this node does not hold; ``BENV`` if it declares one
     it holds with another size (a document it holds is not sent again, so its size would never be checked)."""
@@ -193,11 +199,15 @@ class Transfers:
         missing = _missing_documents(transfers, opened.manifest)
         if not missing:
             return self._accept(session, opened, body, reference=None)
-        # Starting again while a transfer of this very envelope is open is a retry: it continues that transfer.
+        # Starting again while a transfer of this very envelope is open is a retry: it continues that transfer. The same
+        # last entry with another manifest (other documents) is another envelope: its documents are the ones to send.
+        manifest = opened.manifest.model_dump()
         open_ = [
             e
             for e in transfers.envelopes_for(opened.reference)
-            if not e.accepted and e.last_entry_checksum == opened.last_checksum
+            if not e.accepted
+            and e.last_entry_checksum == opened.last_checksum
+            and _manifest_of(e).model_dump() == manifest
         ]
         row = open_[-1] if open_ else None
         if row is None:

@@ -363,6 +363,28 @@ def test_a_manifest_must_declare_each_document_with_its_true_size(sg: Receiver) 
     _signed(sg, sg.client.post("/v3/envelopes", json=other), 200, "RECE")
 
 
+def test_the_same_hop_with_other_documents_is_another_envelope(sg: Receiver) -> None:
+    first, other = b"%PDF-1.7 packing list", b"%PDF-1.7 another packing list"
+    envelope = _envelope(_document(), _to(SG_BANK_REF), documents=[first])
+    opened = sg.client.post("/v3/envelopes", json=envelope).json()
+
+    def other_document(manifest: dict[str, Any]) -> None:
+        manifest["supportingDocuments"][0] |= {
+            "size": len(other),
+            "documentChecksum": hashlib.sha256(other).hexdigest(),
+        }
+
+    changed = sg.client.post("/v3/envelopes", json=_with_manifest(envelope, other_document)).json()
+    assert changed["envelopeReference"] != opened["envelopeReference"]
+    assert changed["missingAdditionalDocumentChecksums"] == [hashlib.sha256(other).hexdigest()]
+    path = f"/v3/envelopes/{changed['envelopeReference']}"
+    put = sg.client.put(
+        f"{path}/additional-documents/{hashlib.sha256(other).hexdigest()}", json=base64.b64encode(other).decode()
+    )
+    assert put.status_code == 204, put.text
+    _signed(sg, sg.client.put(f"{path}/finish-transfer"), 200, "RECE")
+
+
 def test_a_finished_answer_decides_on_the_signed_code_not_the_status(sg: Receiver) -> None:
     """The sender's side of the same exchange: a signed answer is read, an unsigned one is not an answer."""
     envelope = _envelope(_document(), _to(SG_BANK_REF))
