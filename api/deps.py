@@ -52,8 +52,7 @@ async def get_caller(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-async def _read_body(request: Request, node: Node) -> bytes:
-    limit = node.settings.max_body_bytes
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
@@ -65,10 +64,10 @@ async def _read_body(request: Request, node: Node) -> bytes:
     return bytes(received)
 
 
-async def get_json_body(request: Request) -> Any:
-    """The body as I-JSON (duplicate keys, NaN, 2^53+ integers refused), within the size limit, with no U+0000 in
+async def _json(request: Request, limit: int) -> Any:
+    """The body as I-JSON (duplicate keys, NaN, 2^53+ integers refused), within ``limit`` bytes, with no U+0000 in
     any string: PostgreSQL cannot store it in text, and a node answers alike on either database."""
-    body = await _read_body(request, _node(request))
+    body = await _read_body(request, limit)
     value = canonical.loads(body)
     # JSON text can hold U+0000 only as this escape: the text is searched, and only then the value.
     if b"\\u0000" in body and any("\x00" in text for text in canonical.strings(value)):
@@ -76,10 +75,21 @@ async def get_json_body(request: Request) -> Any:
     return value
 
 
+async def get_json_body(request: Request) -> Any:
+    """The body as I-JSON, within ``EBL_MAX_BODY_BYTES``."""
+    return await _json(request, _node(request).settings.max_body_bytes)
+
+
+async def get_document_body(request: Request) -> Any:
+    """A PINT additional document's body (a JSON string of base64) as I-JSON, within what the base64 of a document of
+    ``EBL_MAX_DOCUMENT_BYTES`` takes."""
+    return await _json(request, 4 * -(-_node(request).settings.max_document_bytes // 3) + 2)
+
+
 async def get_text_body(request: Request) -> str:
     """The body as UTF-8 text, within the size limit."""
     try:
-        return (await _read_body(request, _node(request))).decode("utf-8")
+        return (await _read_body(request, _node(request).settings.max_body_bytes)).decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
 
@@ -94,4 +104,5 @@ DIGITS = BeforeValidator(_decimal_digits)
 """For a whole-number parameter: pydantic alone reads "1_0", "+5", " 0", "5.0" and other scripts' digits as numbers."""
 
 JsonBody = Annotated[Any, Depends(get_json_body)]
+DocumentBody = Annotated[Any, Depends(get_document_body)]
 TextBody = Annotated[str, Depends(get_text_body)]

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         None, description="seed the corridor parties and serve their API keys; default: on for SQLite"
     )
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_000_000
+    max_document_bytes: Annotated[int, Field(gt=0)] = Field(
+        10_000_000,
+        description="the largest additional document (DCSA PINT) this node receives; sent in base64, its body may be "
+        "a third larger than EBL_MAX_BODY_BYTES allows other bodies",
+    )
     rate_limit_per_second: Annotated[float, Field(ge=0)] = Field(
         100.0, description="requests a second each API key (or, unauthenticated, each client address) may make; 0: off"
     )

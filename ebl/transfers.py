@@ -105,10 +105,16 @@ def _manifest_of(envelope: EnvelopeRow) -> pint.EnvelopeManifest:
     return pint.EnvelopeManifest.model_validate(jws.unverified_payload(signed))
 
 
-def _missing_documents(transfers: TransferRepository, manifest: pint.EnvelopeManifest) -> list[str]:
+def _missing_documents(transfers: TransferRepository, manifest: pint.EnvelopeManifest, max_bytes: int) -> list[str]:
     """The checksums of the documents ``manifest`` declares that this node does not hold; ``BENV`` if it declares one
-    it holds with another size (a document it holds is not sent again, so its size would never be checked)."""
+    larger than it takes (the transfer could never finish), or one it holds with another size (a document it holds is
+    not sent again, so its size would never be checked)."""
     declared = manifest.documents()
+    for checksum, metadata in declared.items():
+        if metadata.size > max_bytes:
+            raise pint.Refusal(
+                "BENV", f"document {checksum} has {metadata.size} bytes; this platform takes at most {max_bytes}"
+            )
     held = transfers.document_sizes(declared)
     for checksum, size in held.items():
         if declared[checksum].size != size:
@@ -196,7 +202,7 @@ class Transfers:
         if duplicate is not None:
             return duplicate
         transfers = TransferRepository(session)
-        missing = _missing_documents(transfers, opened.manifest)
+        missing = _missing_documents(transfers, opened.manifest, self._node.settings.max_document_bytes)
         if not missing:
             return self._accept(session, opened, body, reference=None)
         # Starting again while a transfer of this very envelope is open is a retry: it continues that transfer. The same
@@ -269,7 +275,9 @@ class Transfers:
                 duplicate = self._compare_with_held(session, opened)
                 if duplicate is not None:
                     return duplicate
-                missing = _missing_documents(TransferRepository(session), opened.manifest)
+                missing = _missing_documents(
+                    TransferRepository(session), opened.manifest, self._node.settings.max_document_bytes
+                )
                 if missing:
                     raise pint.Refusal("MDOC", "additional documents are missing", missing=missing)
                 return self._accept(session, opened, envelope, reference=reference)

@@ -363,6 +363,25 @@ def test_a_manifest_must_declare_each_document_with_its_true_size(sg: Receiver) 
     _signed(sg, sg.client.post("/v3/envelopes", json=other), 200, "RECE")
 
 
+def test_a_document_larger_than_other_bodies_is_received_and_one_too_large_refused_at_once(sg: Receiver) -> None:
+    # 900 kB take 1.2 MB in base64, over the 1 MB other bodies may have; a document may have up to 10 MB.
+    large = bytes(range(256)) * 3_600
+    envelope = _envelope(_document(), _to(SG_BANK_REF), documents=[large])
+    checksum = hashlib.sha256(large).hexdigest()
+
+    def too_large(manifest: dict[str, Any]) -> None:
+        manifest["supportingDocuments"].append(
+            {**manifest["supportingDocuments"][0], "documentChecksum": "a" * 64, "size": 10_000_001}
+        )
+
+    answer = _signed(sg, sg.client.post("/v3/envelopes", json=_with_manifest(envelope, too_large)), 422, "BENV")
+    assert "at most 10000000" in answer["reason"]
+    path = f"/v3/envelopes/{sg.client.post('/v3/envelopes', json=envelope).json()['envelopeReference']}"
+    put = sg.client.put(f"{path}/additional-documents/{checksum}", json=base64.b64encode(large).decode())
+    assert put.status_code == 204, put.text
+    _signed(sg, sg.client.put(f"{path}/finish-transfer"), 200, "RECE")
+
+
 def test_the_same_hop_with_other_documents_is_another_envelope(sg: Receiver) -> None:
     first, other = b"%PDF-1.7 packing list", b"%PDF-1.7 another packing list"
     envelope = _envelope(_document(), _to(SG_BANK_REF), documents=[first])
