@@ -80,9 +80,10 @@ async def get_json_body(request: Request) -> Any:
     return await _json(request, _node(request).settings.max_body_bytes)
 
 
-async def get_document_body(request: Request) -> Any:
-    """A PINT additional document's body (a JSON string of base64) as I-JSON, within what the base64 of a document of
-    ``EBL_MAX_DOCUMENT_BYTES`` takes."""
+async def get_pint_body(request: Request) -> Any:
+    """A DCSA PINT body as I-JSON — an envelope, or an additional document (a JSON string of base64) — within what the
+    base64 of a document of ``EBL_MAX_DOCUMENT_BYTES`` takes. An envelope carries the eBL's whole chain, and grows
+    with it: 1 MB held about 500 entries."""
     return await _json(request, 4 * -(-_node(request).settings.max_document_bytes // 3) + 2)
 
 
@@ -104,5 +105,5 @@ DIGITS = BeforeValidator(_decimal_digits)
 """For a whole-number parameter: pydantic alone reads "1_0", "+5", " 0", "5.0" and other scripts' digits as numbers."""
 
 JsonBody = Annotated[Any, Depends(get_json_body)]
-DocumentBody = Annotated[Any, Depends(get_document_body)]
+PintBody = Annotated[Any, Depends(get_pint_body)]
 TextBody = Annotated[str, Depends(get_text_body)]

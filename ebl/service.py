@@ -260,6 +260,11 @@ def _row_ref(row: PartyRow) -> dict[str, Any]:
     return party_ref_json(row.party_name, row.ebl_platform, row.identifying_codes)
 
 
+MAX_CHAIN_ENTRIES = 1_000
+"""The entries one eBL may have here. Every one travels in each later PINT envelope, and a possessor who repeated
+``SIGN`` without end would otherwise make the eBL too large for any platform to take (a real one has a few dozen)."""
+
+
 def _party_name(answer: httpx.Response) -> str | None:
     """The ``partyName`` of a DCSA receiver validation answer, if it holds one."""
     try:
@@ -871,6 +876,11 @@ class Node:
         row, entries = record.ebl, record.entries
         if row.superseded:
             raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
+        if len(entries) >= MAX_CHAIN_ENTRIES:
+            raise Conflict(
+                f"{reference} has {len(entries)} chain entries, as many as this node records for one eBL",
+                code="CHAIN_TOO_LONG",
+            )
         document = json.loads(row.document_json)
         facts = DocumentFacts.of(document)
         transactions = _transactions(entries)

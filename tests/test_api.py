@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ebl import canonical, jws, keys
+from ebl import canonical, jws, keys, service
 from ebl.errors import LostRace
 from ebl.service import IDEMPOTENCY_CLAIM_ABANDONED_AFTER
 from tests.conftest import (
@@ -106,6 +106,17 @@ def test_an_old_bundle_says_as_of_when_it_shows_the_ebl(api: Api, sample: dict[s
     exported = [jws.unverified_payload(bundle["head"])["exportedAt"] for bundle in (old, fresh)]
     assert [r["document"]["asOf"] for r in reports] == exported
     assert exported[0] <= exported[1]
+
+
+def test_an_ebl_takes_a_bounded_number_of_entries(
+    api: Api, sample: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every entry travels in each later PINT envelope: endless SIGNs would make the eBL too large for any platform.
+    monkeypatch.setattr(service, "MAX_CHAIN_ENTRIES", 3)
+    assert api.issue(sample).status_code == 201
+    assert [api.act(SHIPPER, REF, "SIGN").status_code for _ in range(2)] == [201, 201]
+    assert_error(api.act(SHIPPER, REF, "SIGN"), 409, "CHAIN_TOO_LONG")
+    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 3
 
 
 def test_chain_entries_are_signed_by_the_acting_party_and_linked(api: Api, sample: dict[str, Any]) -> None:

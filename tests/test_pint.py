@@ -153,6 +153,12 @@ def test_receiver_validation_names_a_party_here_and_nothing_else(sg: Receiver) -
     assert_error(sg.client.post("/v3/receiver-validation", json=SG_CUSTOMS_REF["identifyingCodes"][0]), 404)
 
 
+def test_an_envelope_may_be_larger_than_other_bodies(sg: Receiver) -> None:
+    # It carries the eBL's whole chain: one of a few hundred entries is over 1 MB.
+    envelope = {**_envelope(_document(), _to(SG_BANK_REF)), "padding": "x" * 1_500_000}
+    _signed(sg, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
+
+
 def test_a_transfer_is_received_signed_and_held(sg: Receiver) -> None:
     envelope = _envelope(_document(), _to(SG_BANK_REF))
     answer = _signed(sg, sg.client.post("/v3/envelopes", json=envelope), 200, "RECE")
