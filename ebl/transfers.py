@@ -331,11 +331,16 @@ class Transfers:
         if len(held) >= len(sent):
             last_held = held[len(sent) - 1]
             if len(held) == len(sent) and jws.unverified_payload(last_held)["eblPlatform"] != self._node.platform:
+                # A re-signed retry: the documents received are those of the envelope accepted, not those it names.
+                accepted = TransferRepository(session).accepted_envelope(
+                    opened.reference, chain.entry_checksum(last_held)
+                )
+                receipt = pint.read_response(accepted.response) if accepted and accepted.response else None
                 return self._answer(
                     opened.last_checksum,
                     "DUPE",
                     duplicateOfAcceptedEnvelopeTransferChainEntrySignedContent=last_held,
-                    receivedAdditionalDocumentChecksums=sorted(opened.manifest.documents()),
+                    receivedAdditionalDocumentChecksums=(receipt and receipt.receivedAdditionalDocumentChecksums) or [],
                 )
             raise pint.Refusal("DISE", "this platform holds transfers of this eBL that the envelope lacks")
         history, state = self._held(session, row)
