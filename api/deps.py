@@ -102,7 +102,9 @@ def _decimal_digits(value: object) -> object:
 
 
 DIGITS = BeforeValidator(_decimal_digits)
-"""For a whole-number parameter: pydantic alone reads "1_0", "+5", " 0", "5.0" and other scripts' digits as numbers."""
+"""For a whole-number parameter: pydantic alone reads "1_0", "+5", " 0", "5.0" and other scripts' digits as numbers.
+Put it after ``Query(...)`` or ``Path(...)``: before them, their bounds reach the OpenAPI document as ``ge``/``le``,
+which JSON Schema does not know, instead of ``minimum``/``maximum``."""
 
 JsonBody = Annotated[Any, Depends(get_json_body)]
 PintBody = Annotated[Any, Depends(get_pint_body)]

@@ -49,6 +49,7 @@ def install(app: FastAPI) -> None:
                 components.update(model_schema.pop("$defs", {}))
                 components[name] = model_schema
             _document_parameter_errors(schema)
+            _document_errors_as_json(schema)
             _document_rate_limit(schema)
             app.openapi_schema = schema
         return app.openapi_schema
@@ -73,6 +74,18 @@ def _document_parameter_errors(schema: dict[str, Any]) -> None:
     components = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
+
+
+def _document_errors_as_json(schema: dict[str, Any]) -> None:
+    """An ErrorResponse is always JSON; FastAPI files it under the media type of the route's own answer (``text/plain``
+    for the witness's cosignature line)."""
+    error_schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if any(media.get("schema") == error_schema for media in content.values()):
+                    response["content"] = {"application/json": {"schema": error_schema}}
 
 
 def _document_rate_limit(schema: dict[str, Any]) -> None:

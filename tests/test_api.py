@@ -584,6 +584,14 @@ def test_the_openapi_document_resolves_and_names_the_answers_the_node_gives(clie
     assert "HTTPValidationError" not in schemas
     witness = spec["paths"]["/v1/log/witness/add-checkpoint"]["post"]["responses"]
     assert {"400", "403", "404", "409", "422"} <= set(witness)
+    # An ErrorResponse is JSON wherever it is answered, also beside the witness's text answers.
+    assert set(witness["404"]["content"]) == {"application/json"}
+    assert client.post("/v1/log/witness/add-checkpoint", content="x").headers["content-type"] == "application/json"
+    # Bounds are JSON Schema's: a client that reads the document knows the values the node takes.
+    parameters = [p for ops in spec["paths"].values() for op in ops.values() for p in op.get("parameters", [])]
+    assert not [p["name"] for p in parameters if {"ge", "le", "gt", "lt"} & set(p["schema"])]
+    limit = next(p["schema"] for p in spec["paths"]["/v1/ebls"]["get"]["parameters"] if p["name"] == "limit")
+    assert (limit["minimum"], limit["maximum"]) == (1, 100)
 
 
 def test_whole_number_parameters_are_decimal_digits_only(api: Api, sample: dict[str, Any]) -> None:

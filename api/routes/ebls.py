@@ -36,7 +36,7 @@ async def issue(request: Request, node: NodeDep, caller: CallerDep, body: JsonBo
 async def list_ebls(
     node: NodeDep,
     caller: CallerDep,
-    limit: Annotated[int, DIGITS, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=100), DIGITS] = 20,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> EblPage:
     return await node.list_ebls(caller, limit=limit, cursor=cursor)

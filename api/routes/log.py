@@ -12,7 +12,7 @@ from api.openapi import ERRORS, error
 
 router = APIRouter(prefix="/v1/log", tags=["ledger"])
 
-_Size = Annotated[int, DIGITS, Query(ge=0, le=2**53)]
+_Size = Annotated[int, Query(ge=0, le=2**53), DIGITS]
 
 
 @router.get(
@@ -58,7 +58,7 @@ async def consistency(node: NodeDep, first: _Size, second: _Size) -> dict[str, A
     summary="Log entry `index`: the chain entry (compact JWS), its checksum and its leaf hash",
     responses={400: ERRORS[400], 404: error("the log has no entry at this index yet")},
 )
-async def entry(node: NodeDep, index: Annotated[int, DIGITS, Path(ge=0, le=2**53)]) -> dict[str, Any]:
+async def entry(node: NodeDep, index: Annotated[int, Path(ge=0, le=2**53), DIGITS]) -> dict[str, Any]:
     return await node.log_entry(index)
 
 

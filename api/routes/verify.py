@@ -27,7 +27,7 @@ async def verify(
     node: NodeDep,
     body: JsonBody,
     witnesses: Annotated[
-        int, DIGITS, Query(ge=0, le=16, description="cosignatures of other trusted nodes the checkpoint must carry")
+        int, Query(ge=0, le=16, description="cosignatures of other trusted nodes the checkpoint must carry"), DIGITS
     ] = 0,
 ) -> VerificationReport:
     return await in_thread(lambda: node.verify(body, witnesses=witnesses))
