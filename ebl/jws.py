@@ -65,11 +65,17 @@ class Token:
         value = self.header.get("kid")
         if not isinstance(value, str) or not value:
             raise InvalidSignature("the JWS header names no kid")
+        if _CONTROL.search(value):
+            # No key has such a kid, and PostgreSQL could not even look one up with U+0000 (a 500 there, not a 400).
+            raise InvalidSignature("the JWS header's kid holds a control character")
         return value
 
     def payload(self) -> Any:
         """The payload as I-JSON."""
         return canonical.loads(self.payload_bytes)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def parse(compact: Any) -> Token:

@@ -4,6 +4,7 @@ graceful shutdown that lets requests in flight finish."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import io
 import json
@@ -209,6 +210,10 @@ def test_no_parameter_or_body_string_may_hold_nul(api: Api, sample: dict[str, An
     assert_error(
         api.client.post("/v3/receiver-validation", json={"partyCode": "9\x00", "codeListProvider": "ZZZ"}), 400
     )
+    # Inside base64url, where the body's check cannot see it: a JWS header's kid, looked up among the keys.
+    header = base64.urlsafe_b64encode(b'{"alg":"EdDSA","kid":"\\u0000"}').rstrip(b"=").decode()
+    manifest = f"{header}.e30.AAAA"
+    assert_error(api.issue(sample, issuanceManifestSignedContent=manifest), 400, "INVALID_SIGNATURE")
     # A backslash followed by "u0000" is text like any other.
     escaped = copy.deepcopy(sample)
     escaped["transportDocumentReference"] = reference + "X"
