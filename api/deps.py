@@ -69,8 +69,7 @@ async def _json(request: Request, limit: int) -> Any:
     any string: PostgreSQL cannot store it in text, and a node answers alike on either database."""
     body = await _read_body(request, limit)
     value = canonical.loads(body)
-    # JSON text can hold U+0000 only as this escape: the text is searched, and only then the value.
-    if b"\\u0000" in body and any("\x00" in text for text in canonical.strings(value)):
+    if canonical.holds_nul(body, value):
         raise BadRequest("a string of the body holds U+0000 (NUL), which this node does not take")
     return value
 

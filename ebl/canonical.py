@@ -68,6 +68,13 @@ def _check_unicode(value: Any) -> None:
             raise MalformedJson("a string holds a lone surrogate, which is not I-JSON (RFC 7493 §2.1)") from None
 
 
+def holds_nul(text: bytes, value: Any) -> bool:
+    """Whether a string of ``value``, parsed from the JSON ``text``, holds U+0000, which PostgreSQL cannot store in
+    text and so no node takes. JSON text can hold it only as the escape ``\\u0000``: the text is searched, and only
+    then the value."""
+    return b"\\u0000" in text and any("\x00" in string for string in strings(value))
+
+
 def strings(value: Any) -> Iterator[str]:
     """Every string of a parsed JSON value: its object keys too."""
     stack = [value]
