@@ -109,6 +109,10 @@ def _objects(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+_SUB_RESOURCES = ("/chain", "/bundle", "/transfers")
+"""The paths under ``/v1/ebls/{reference}`` that ``GET`` reads."""
+
+
 def _rule_problems(document: dict[str, Any]) -> list[ErrorDetail]:
     problems: list[ErrorDetail] = []
     type_code = document.get("transportDocumentTypeCode")
@@ -116,6 +120,18 @@ def _rule_problems(document: dict[str, Any]) -> list[ErrorDetail]:
     raw_parties = document.get("documentParties")
     parties = raw_parties if isinstance(raw_parties, dict) else {}
 
+    reference = document.get("transportDocumentReference")
+    if isinstance(reference, str) and reference.endswith(_SUB_RESOURCES):
+        # Not DCSA's rule but this platform's: "/" is sent as %2F and decoded before routing, so GET /v1/ebls/A%2Fchain
+        # would read the chain of the eBL "A", never the eBL "A/chain".
+        problems.append(
+            _problem(
+                "REFERENCE_NOT_ADDRESSABLE",
+                f"a reference ending with {next(s for s in _SUB_RESOURCES if reference.endswith(s))} names another "
+                "resource of the eBL without it in this API's URLs",
+                "$.transportDocumentReference",
+            )
+        )
     if document.get("transportDocumentStatus") != "ISSUED":
         problems.append(
             _problem(

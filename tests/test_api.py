@@ -290,6 +290,10 @@ def test_a_reference_may_hold_a_slash(api: Api, sample: dict[str, Any]) -> None:
     chain = api.get(CARRIER, "/v3/endorsement-chains/YXRS%2F2611%2FCKG")
     assert chain.status_code == 200, chain.text
     assert_error(api.get(SHIPPER, "/v1/ebls/YXRS%2F2611"), 404)
+    # One ending as a sub-resource's path does would never be read: GET /v1/ebls/YXRS%2Fchain is YXRS's chain.
+    for suffix in ("chain", "bundle", "transfers"):
+        sample["transportDocumentReference"] = f"YXRS/{suffix}"
+        assert_error(api.issue(sample), 400, "REFERENCE_NOT_ADDRESSABLE")
 
 
 def test_a_key_is_registered_only_by_whoever_holds_it(api: Api) -> None:
