@@ -487,22 +487,24 @@ class Transfers:
         with read_session(self._node.engine) as session:
             pending = TransferRepository(session).pending()
         next_due: float | None = None
+        # One at a time per reference, in the order recorded: a receiver takes the hops of an eBL in order, and a
+        # carrier's SACC must arrive before the amended re-issue under the same reference. A reference waits while
+        # its earliest transfer is pending; once that one is decided, the next may go in the same pass.
         waiting: set[str] = set()
         for transfer_id, reference, due in pending:
-            # One at a time per reference, in the order recorded: a receiver takes the hops of an eBL in order, and a
-            # carrier's SACC must arrive before the amended re-issue under the same reference.
             if reference in waiting:
                 continue
-            waiting.add(reference)
             wait = (_aware(due) - _now()).total_seconds()
             if wait <= 0:
                 claim = self._claim(transfer_id)
-                if claim is None:
+                if claim is None:  # another process's attempt: it takes the reference's next transfers too
+                    waiting.add(reference)
                     continue
                 wait_after = self._deliver(client, claim)
                 if wait_after is None:
                     continue
                 wait = wait_after
+            waiting.add(reference)
             next_due = wait if next_due is None else min(next_due, wait)
         return next_due
 
