@@ -8,6 +8,7 @@ node gets a schema of its own in that database, dropped when the run ends.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -114,6 +115,17 @@ def node_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "rate_limit_per_second": 0,
     }
     return Settings(**(values | overrides))
+
+
+def trust_each_other(*settings: Settings) -> None:
+    """Make the nodes' keys (each node opened once) and give every node a trust store that holds all their node keys:
+    the mutual recognition of a corridor, which the nodes read when they open."""
+    opened = [Node.open(s) for s in settings]
+    for node in opened:
+        node.close()
+    trust = keys.TrustStore({s.platform: (node.node_key.public,) for s, node in zip(settings, opened, strict=True)})
+    for s in settings:
+        (s.keys_dir / "trust.json").write_text(json.dumps(trust.to_json()), encoding="utf-8")
 
 
 @pytest.fixture

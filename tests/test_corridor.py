@@ -112,15 +112,20 @@ def _started(nodes: tuple[Side, Side]) -> tuple[Side, Side]:
     return nodes
 
 
-def _first_envelope(side: Side) -> Any:
-    """The first envelope a node sent, as it keeps it to resend."""
+def _sent(side: Side, columns: str) -> list[tuple[Any, ...]]:
+    """``columns`` of every transfer a node has sent or is sending, in the order recorded (read from its database)."""
     engine = create_engine(side.process.env["EBL_DATABASE_URL"])
     try:
         with engine.connect() as connection:
-            text = connection.exec_driver_sql("SELECT envelope FROM outbound_transfer ORDER BY id").scalar()
+            rows = connection.exec_driver_sql(f"SELECT {columns} FROM outbound_transfer ORDER BY id").all()
     finally:
         engine.dispose()
-    return json.loads(text)
+    return [tuple(row) for row in rows]
+
+
+def _first_envelope(side: Side) -> Any:
+    """The first envelope a node sent, as it keeps it to resend."""
+    return json.loads(_sent(side, "envelope")[0][0])
 
 
 def _issue(cq: Side, reference: str) -> None:
@@ -296,17 +301,6 @@ def test_a_node_that_is_down_gets_the_ebl_once_it_is_back(nodes: tuple[Side, Sid
         gateway.close()
 
 
-def _outbound(side: Side) -> list[tuple[str, str | None]]:
-    """(status, responseCode) of every transfer a node has sent or is sending, in the order recorded."""
-    engine = create_engine(side.process.env["EBL_DATABASE_URL"])
-    try:
-        with engine.connect() as connection:
-            rows = connection.exec_driver_sql("SELECT status, response_code FROM outbound_transfer ORDER BY id").all()
-    finally:
-        engine.dispose()
-    return [(status, code) for status, code in rows]
-
-
 def test_an_amended_reissue_reaches_a_platform_that_held_the_old_document(nodes: tuple[Side, Side]) -> None:
     gateway = _Gateway(nodes[1].process.url)
     try:
@@ -353,8 +347,8 @@ def _amended_reissue(cq: Side, sg: Side, gateway: _Gateway) -> None:
     # first, or SGSB would refuse it (DISE) once the re-issue had voided the old eBL there.
     gateway.hold_envelopes.clear()
     _until("the amended eBL reaches SGSB", _holds(sg, SG_BANK, reference, "SGSB"))
-    _until("both answered", lambda: all(status != "PENDING" for status, _ in _outbound(cq)))
-    assert _outbound(cq)[-2:] == [("DELIVERED", "RECE"), ("DELIVERED", "RECE")]
+    _until("both answered", lambda: all(status != "PENDING" for status, _ in _sent(cq, "status, response_code")))
+    assert _sent(cq, "status, response_code")[-2:] == [("DELIVERED", "RECE"), ("DELIVERED", "RECE")]
     held = sg.get(SG_BANK, f"/v1/ebls/{reference}").json()
     assert (held["transportDocumentSubReference"], held["chainLength"]) == ("AMD1", 1)
     transfers = cq.get(CARRIER, f"/v1/ebls/{reference}/transfers").json()

@@ -6,7 +6,6 @@ order: the second process runs while the first one's request is on its way to th
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,9 +20,8 @@ from sqlalchemy import create_engine
 
 from api.app import create_app
 from ebl import pint, transfers
-from ebl.keys import TrustStore
 from ebl.service import IssueRequest, Node
-from tests.conftest import CARRIER, SG_BANK, load_sample, node_settings
+from tests.conftest import CARRIER, SG_BANK, load_sample, node_settings, trust_each_other
 
 # Nothing listens there: every client here reaches the peer through a MockTransport, whatever the URL.
 PEER_URL = "http://127.0.0.1:9"
@@ -77,12 +75,7 @@ class Workers:
 def workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workers]:
     cq_settings = node_settings(tmp_path / "cq", peers={"SGSB": PEER_URL})
     sg_settings = node_settings(tmp_path / "sg", platform="SGSB")
-    cq, sg = Node.open(cq_settings), Node.open(sg_settings)
-    cq.close()
-    sg.close()
-    trust = TrustStore({"CQSB": (cq.node_key.public,), "SGSB": (sg.node_key.public,)})
-    for settings in (cq_settings, sg_settings):
-        (settings.keys_dir / "trust.json").write_text(json.dumps(trust.to_json()), encoding="utf-8")
+    trust_each_other(cq_settings, sg_settings)
     first, second, sg = Node.open(cq_settings), Node.open(cq_settings), Node.open(sg_settings)
     try:
         with TestClient(create_app(sg)) as sg_client:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from ebl.keys import TrustStore
 from ebl.log import note
 from ebl.log.witness import AddCheckpoint
 from ebl.service import Node
-from tests.conftest import SG_CUSTOMS, Api, node_settings
+from tests.conftest import SG_CUSTOMS, Api, node_settings, trust_each_other
 from tests.test_api import REF, play_story
 
 WITNESS_URL = "http://sgsb.test/v1/log/witness"
@@ -39,13 +37,7 @@ class Corridor:
 def corridor(tmp_path: Path) -> Iterator[Corridor]:
     cq_settings = node_settings(tmp_path / "cq", witnesses=[WITNESS_URL])
     sg_settings = node_settings(tmp_path / "sg", platform="SGSB")
-    cq, sg = Node.open(cq_settings), Node.open(sg_settings)
-    cq.close()
-    sg.close()
-    # Mutual recognition: each trust store holds the other node's key; the nodes read it when they open.
-    trust = TrustStore({"CQSB": (cq.node_key.public,), "SGSB": (sg.node_key.public,)})
-    for settings in (cq_settings, sg_settings):
-        (settings.keys_dir / "trust.json").write_text(json.dumps(trust.to_json()), encoding="utf-8")
+    trust_each_other(cq_settings, sg_settings)
     cq, sg = Node.open(cq_settings), Node.open(sg_settings)
     with TestClient(create_app(cq)) as cq_client, TestClient(create_app(sg)) as sg_client:
         yield Corridor(cq, sg, Api(cq_client), sg_client)
