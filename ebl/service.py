@@ -7,6 +7,7 @@ eBL, which role may do what. The rules of the eBL itself live in :mod:`ebl.chain
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -44,6 +45,7 @@ from ebl.errors import (
     InvalidDocument,
     InvalidSignature,
     LostRace,
+    MalformedJson,
     NotFound,
     PeerUnavailable,
     Unauthenticated,
@@ -261,18 +263,33 @@ def _row_ref(row: PartyRow) -> dict[str, Any]:
 
 
 MAX_CHAIN_ENTRIES = 1_000
-"""The entries one eBL may have here. Every one travels in each later PINT envelope, and a possessor who repeated
-``SIGN`` without end would otherwise make the eBL too large for any platform to take (a real one has a few dozen)."""
+"""The entries one eBL may have here before only a surrender and its answer are taken. Every entry travels in each
+later PINT envelope, and a possessor who repeated ``SIGN`` without end would otherwise make the eBL too large for any
+platform to take (a real one has a few dozen). A surrender is never refused for it: the cargo must be deliverable."""
+_SURRENDER_ACTIONS = frozenset(
+    {ActionCode.SURRENDER_FOR_DELIVERY, ActionCode.SURRENDER_FOR_AMENDMENT, ActionCode.SACC, ActionCode.SREJ}
+)
 
 
-def _party_name(answer: httpx.Response) -> str | None:
-    """The ``partyName`` of a DCSA receiver validation answer, if it holds one."""
+RECEIVER_VALIDATION_SECONDS = 5.0
+"""How long an action waits for the peer's DCSA receiver validation, its whole answer included."""
+
+
+def _confirmed_party(answer: httpx.Response, platform: str, codes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The party a DCSA receiver validation answer confirms, as the chain will record it; ``None`` for an answer that
+    is not I-JSON ``{"partyName": ...}`` with a name a party reference may hold. The chain entry is signed with it:
+    a name the node could not read back (U+0000, one DCSA refuses) would leave the eBL held by no one."""
     try:
-        body = answer.json()
-    except ValueError:
+        body = canonical.loads(answer.content)
+    except MalformedJson:
         return None
     name = body.get("partyName") if isinstance(body, dict) else None
-    return name if isinstance(name, str) and name else None
+    if not isinstance(name, str) or canonical.holds_nul(answer.content, body):
+        return None
+    try:
+        return PartyRef.model_validate(party_ref_json(name, platform, codes)).to_json()
+    except ValidationError:
+        return None
 
 
 def hash_api_key(api_key: str) -> str:
@@ -685,18 +702,20 @@ class Node:
             )
         codes = [dict(c) for c in ref["identifyingCodes"]]
         try:
-            async with httpx.AsyncClient(timeout=5) as client:
+            # A deadline for the whole answer: httpx's timeout bounds each read, and a peer sending a byte at a time
+            # would hold the action open for minutes.
+            async with asyncio.timeout(RECEIVER_VALIDATION_SECONDS), httpx.AsyncClient() as client:
                 answer = await client.post(f"{url.rstrip('/')}/v3/receiver-validation", json=codes[0])
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             failure = str(exc) or type(exc).__name__
         else:
             if answer.status_code == 404:
                 raise _unknown_party(platform, where)
-            named = _party_name(answer) if answer.status_code == 200 else None
+            named = _confirmed_party(answer, platform, codes) if answer.status_code == 200 else None
             if named is not None:
-                return party_ref_json(named, platform, codes)
+                return named
             failure = f"it answered {answer.status_code}" + (
-                " without a partyName" if answer.status_code == 200 else ""
+                " without a partyName this node can record" if answer.status_code == 200 else ""
             )
         raise PeerUnavailable(
             f"{where} is on platform {platform}, which did not confirm the party ({failure}); try again later"
@@ -876,9 +895,10 @@ class Node:
         row, entries = record.ebl, record.entries
         if row.superseded:
             raise Conflict(f"{reference} was replaced by an amended document", code="SUPERSEDED")
-        if len(entries) >= MAX_CHAIN_ENTRIES:
+        if len(entries) >= MAX_CHAIN_ENTRIES and request.actionCode not in _SURRENDER_ACTIONS:
             raise Conflict(
-                f"{reference} has {len(entries)} chain entries, as many as this node records for one eBL",
+                f"{reference} has {len(entries)} chain entries, as many as this node records for one eBL; it can still "
+                "be surrendered",
                 code="CHAIN_TOO_LONG",
             )
         document = json.loads(row.document_json)

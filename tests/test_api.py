@@ -114,9 +114,14 @@ def test_an_ebl_takes_a_bounded_number_of_entries(
     # Every entry travels in each later PINT envelope: endless SIGNs would make the eBL too large for any platform.
     monkeypatch.setattr(service, "MAX_CHAIN_ENTRIES", 3)
     assert api.issue(sample).status_code == 201
-    assert [api.act(SHIPPER, REF, "SIGN").status_code for _ in range(2)] == [201, 201]
-    assert_error(api.act(SHIPPER, REF, "SIGN"), 409, "CHAIN_TOO_LONG")
-    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 3
+    assert api.act(SHIPPER, REF, "TRANSFER", CQ_BANK).status_code == 201
+    assert api.act(CQ_BANK, REF, "SIGN").status_code == 201
+    assert_error(api.act(CQ_BANK, REF, "SIGN"), 409, "CHAIN_TOO_LONG")
+    assert_error(api.act(CQ_BANK, REF, "TRANSFER", SHIPPER), 409, "CHAIN_TOO_LONG")
+    # The cargo stays deliverable: a surrender, and the carrier's answer, are still taken.
+    assert api.act(CQ_BANK, REF, "SURRENDER_FOR_AMENDMENT", CARRIER, reasonCode="SWI").status_code == 201
+    assert api.act(CARRIER, REF, "SREJ").status_code == 201
+    assert api.get(SHIPPER, f"/v1/ebls/{REF}").json()["chainLength"] == 5
 
 
 def test_chain_entries_are_signed_by_the_acting_party_and_linked(api: Api, sample: dict[str, Any]) -> None:
