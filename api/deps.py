@@ -79,10 +79,10 @@ async def get_json_body(request: Request) -> Any:
     return await _json(request, _node(request).settings.max_body_bytes)
 
 
-async def get_pint_body(request: Request) -> Any:
-    """A DCSA PINT body as I-JSON — an envelope, or an additional document (a JSON string of base64) — within what the
-    base64 of a document of ``EBL_MAX_DOCUMENT_BYTES`` takes. An envelope carries the eBL's whole chain, and grows
-    with it: 1 MB held about 500 entries."""
+async def get_large_json_body(request: Request) -> Any:
+    """A body that carries an eBL's whole chain or a document, as I-JSON, within what the base64 of a document of
+    ``EBL_MAX_DOCUMENT_BYTES`` takes: a DCSA PINT envelope or additional document (a JSON string of base64), or a
+    bundle to verify. A chain grows with every action, and 1 MB held some 500–600 entries."""
     return await _json(request, 4 * -(-_node(request).settings.max_document_bytes // 3) + 2)
 
 
@@ -106,5 +106,5 @@ Put it after ``Query(...)`` or ``Path(...)``: before them, their bounds reach th
 which JSON Schema does not know, instead of ``minimum``/``maximum``."""
 
 JsonBody = Annotated[Any, Depends(get_json_body)]
-PintBody = Annotated[Any, Depends(get_pint_body)]
+LargeJsonBody = Annotated[Any, Depends(get_large_json_body)]
 TextBody = Annotated[str, Depends(get_text_body)]

@@ -93,6 +93,15 @@ def test_the_corridor_story_ends_surrendered_and_verifies(api: Api, sample: dict
     assert report["document"]["status"] == "SURRENDERED_FOR_DELIVERY"
 
 
+def test_a_bundle_larger_than_other_bodies_is_verified(api: Api, sample: dict[str, Any]) -> None:
+    # A chain of some 600 entries makes a bundle over 1 MB; whitespace makes one here.
+    assert api.issue(sample).status_code == 201
+    bundle = json.dumps(api.get(SHIPPER, f"/v1/ebls/{REF}/bundle").json()) + " " * 1_100_000
+    response = api.client.post("/v1/verify", content=bundle, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["verdict"] == "VALID"
+
+
 def test_an_old_bundle_says_as_of_when_it_shows_the_ebl(api: Api, sample: dict[str, Any]) -> None:
     """A bundle exported before the eBL moved on is genuine (VALID), but old: the report says when it was exported,
     and only a fresh bundle shows what happened since."""

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import JsonBody, NodeDep, PintBody
+from api.deps import JsonBody, LargeJsonBody, NodeDep
 from api.openapi import ERRORS, error
 from ebl.transfers import PintAnswer
 
@@ -57,7 +57,7 @@ async def receiver_validation(node: NodeDep, body: JsonBody) -> dict[str, str]:
         422: _SIGNED,
     },
 )
-async def start(node: NodeDep, body: PintBody) -> JSONResponse:
+async def start(node: NodeDep, body: LargeJsonBody) -> JSONResponse:
     return _json(await node.transfers.start(body))
 
 
@@ -69,7 +69,7 @@ async def start(node: NodeDep, body: PintBody) -> JSONResponse:
     "match the checksum or the declared size, or the manifest does not declare the document.",
     responses={204: {"description": "received"}, 400: ERRORS[400], 404: _UNKNOWN_ENVELOPE, 409: _SIGNED, 422: _SIGNED},
 )
-async def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum, body: PintBody) -> Response:
+async def put_document(node: NodeDep, reference: _Reference, checksum: _Checksum, body: LargeJsonBody) -> Response:
     answer = await node.transfers.put_document(reference, checksum, body)
     return Response(status_code=204) if answer is None else _json(answer)
 

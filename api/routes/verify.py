@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import DIGITS, JsonBody, NodeDep
+from api.deps import DIGITS, LargeJsonBody, NodeDep
 from api.openapi import ERRORS, request_body
 from ebl.blocking import in_thread
 from ebl.bundle import Bundle
@@ -25,7 +25,7 @@ router = APIRouter(tags=["verification"])
 )
 async def verify(
     node: NodeDep,
-    body: JsonBody,
+    body: LargeJsonBody,
     witnesses: Annotated[
         int, Query(ge=0, le=16, description="cosignatures of other trusted nodes the checkpoint must carry"), DIGITS
     ] = 0,
