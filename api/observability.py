@@ -8,7 +8,6 @@ logged in one place, and the id it is given reaches every log line written while
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -28,7 +27,7 @@ from api.deps import bearer_token
 from api.errors import REQUEST_ID_HEADER, error_response
 from ebl.logs import REQUEST_ID
 from ebl.ratelimit import RateLimiter
-from ebl.service import Node
+from ebl.service import Node, hash_api_key
 
 access_log = logging.getLogger("ebl.access")
 
@@ -86,7 +85,7 @@ def _buckets(scope: Scope, is_known_key: Callable[[str], bool]) -> list[str]:
         if name == b"authorization":
             token = bearer_token(value.decode("latin-1"))
             if token is not None:
-                key = "key:" + hashlib.sha256(token.encode("latin-1")).hexdigest()
+                key = "key:" + hash_api_key(token)
                 return [key] if is_known_key(token) else [address, key]
     return [address]
 

@@ -29,6 +29,7 @@ from joserfc import jwk
 from joserfc.errors import JoseError
 
 from ebl.errors import BadRequest, InvalidSignature, SetupError
+from ebl.log.note import witness_name
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 _JoseKey = jwk.OKPKey | jwk.ECKey | jwk.RSAKey
@@ -298,6 +299,15 @@ class TrustStore:
 
     def carrier_key(self, platform: str, kid: str) -> PublicKey | None:
         return next((k for k in self.carrier_keys.get(platform, ()) if k.kid == kid), None)
+
+    def ed25519_node_keys(self, platform: str) -> list[ed25519.Ed25519PublicKey]:
+        """The raw Ed25519 node keys of ``platform``: those that sign its C2SP checkpoints and cosignatures."""
+        return [raw for key in self.node_keys.get(platform, ()) if (raw := key.ed25519()) is not None]
+
+    def witnesses(self, log_platform: str) -> dict[str, list[ed25519.Ed25519PublicKey]]:
+        """Who may cosign the checkpoints of ``log_platform``'s log: every other platform's node, under its witness
+        name, with its keys (:func:`ebl.log.note.cosigners`)."""
+        return {witness_name(p): self.ed25519_node_keys(p) for p in self.node_keys if p != log_platform}
 
 
 def _list(value: Any) -> Iterable[Any]:

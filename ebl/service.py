@@ -493,14 +493,10 @@ class Node:
             checkpoint_every=settings.checkpoint_every_entries,
         )
         assert isinstance(self.node_key.private, Ed25519PrivateKey), "node keys are Ed25519"
-        peers = {p: self.trust.node_keys[p] for p in self.trust.node_keys if p != self.platform}
         self.witness = Witness(
             note.witness_name(self.platform),
             self.node_key.private,
-            {
-                default_origin(p): [raw for key in keys_ if (raw := key.ed25519()) is not None]
-                for p, keys_ in peers.items()
-            },
+            {default_origin(p): self.trust.ed25519_node_keys(p) for p in self.trust.node_keys if p != self.platform},
         )
         self._sandbox_seed = (
             keys.load_or_create_secret(keys_dir / f"sandbox-{self.platform}.bin") if settings.is_sandbox else None
@@ -1152,11 +1148,7 @@ class Node:
     def push_checkpoint(self, client: httpx.Client) -> None:
         """Ask every configured peer witness to cosign the latest checkpoint; keep the cosignatures they give. A witness
         that does not answer is logged and passed over: the others are still asked, and it is asked again next time."""
-        peer_witnesses = {
-            note.witness_name(p): [raw for k in keys_ if (raw := k.ed25519())]
-            for p, keys_ in self.trust.node_keys.items()
-            if p != self.platform
-        }
+        peer_witnesses = self.trust.witnesses(self.platform)
         for url in self.settings.witness_urls:
             with read_session(self.engine) as session:
                 latest = LogRepository(session).latest_checkpoint()

@@ -43,7 +43,6 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ebl import canonical, chain, credentials, jws
@@ -692,7 +691,7 @@ def _trusted_checkpoint(ctx: _Context, text: str, platform: str, sequence: int |
     proof it came with (``None``: the bundle's own)."""
     try:
         origin = text.split("\n", 1)[0]
-        verifiers = [note.verifier(origin, key) for key in _ed25519_node_keys(ctx.trust, [platform])]
+        verifiers = [note.verifier(origin, key) for key in ctx.trust.ed25519_node_keys(platform)]
         opened, _ = note.open_note(text, verifiers)
         return note.Checkpoint.parse(opened)
     except (note.NoteError, ValueError) as exc:
@@ -701,9 +700,8 @@ def _trusted_checkpoint(ctx: _Context, text: str, platform: str, sequence: int |
 
 
 def _witnessed_by(ctx: _Context, text: str, platform: str) -> str:
-    witnesses = {note.witness_name(p): _ed25519_node_keys(ctx.trust, [p]) for p in ctx.trust.node_keys if p != platform}
     try:
-        names = sorted(note.cosigners(text, witnesses))
+        names = sorted(note.cosigners(text, ctx.trust.witnesses(platform)))
     except note.NoteError as exc:
         raise _CheckFailed(f"a witness cosignature on a {platform} checkpoint does not verify: {exc}") from None
     if len(names) < ctx.witnesses:
@@ -712,10 +710,6 @@ def _witnessed_by(ctx: _Context, text: str, platform: str) -> str:
             f"checkpoint has {len(names)}"
         )
     return f", cosigned by {', '.join(names)}" if names else ""
-
-
-def _ed25519_node_keys(trust: TrustStore, platforms: Sequence[str]) -> list[Ed25519PublicKey]:
-    return [raw for p in platforms for key in trust.node_keys.get(p, ()) if (raw := key.ed25519()) is not None]
 
 
 _CHECKS: Sequence[tuple[CheckName, Callable[[_Context], str]]] = (
