@@ -80,10 +80,9 @@ async def get_json_body(request: Request) -> Any:
 
 
 async def get_large_json_body(request: Request) -> Any:
-    """A body that carries an eBL's whole chain or a document, as I-JSON, within what the base64 of a document of
-    ``EBL_MAX_DOCUMENT_BYTES`` takes: a DCSA PINT envelope or additional document (a JSON string of base64), or a
-    bundle to verify. A chain grows with every action, and 1 MB held some 500–600 entries."""
-    return await _json(request, 4 * -(-_node(request).settings.max_document_bytes // 3) + 2)
+    """A body that carries an eBL's whole chain or a document, as I-JSON, within
+    :attr:`~ebl.config.Settings.max_large_body_bytes`."""
+    return await _json(request, _node(request).settings.max_large_body_bytes)
 
 
 async def get_text_body(request: Request) -> str:

@@ -90,6 +90,19 @@ def _buckets(scope: Scope, is_known_key: Callable[[str], bool]) -> list[str]:
     return [address]
 
 
+def _route_template(scope: Scope) -> str:
+    """The path template of the route that answered, the label of the request's metrics (``unmatched`` for none).
+
+    FastAPI's routes put themselves in the scope; the framework's own pages (``/openapi.json``, ``/docs``) leave
+    only their endpoint there, so their route is looked up by it.
+    """
+    route = scope.get("route")
+    endpoint = scope.get("endpoint")
+    if route is None and endpoint is not None:
+        route = next((r for r in scope["app"].routes if getattr(r, "endpoint", None) is endpoint), None)
+    return getattr(route, "path_format", "unmatched")
+
+
 def _repeated_parameter(query: bytes) -> str | None:
     """The first query parameter named twice, if any."""
     if not query:
@@ -164,8 +177,7 @@ class Observability:
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path_format", "unmatched")
+            template = _route_template(scope)
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(scope["method"], template).observe(elapsed)
             access_log.info(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ebl.errors import EblError, NotFound, SetupError
+from ebl.errors import BadRequest, EblError, NotFound, SetupError
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 
@@ -102,15 +102,24 @@ def _sandbox(_args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from ebl import canonical
+    from ebl.config import Settings
     from ebl.keys import TrustStore
     from ebl.verify import verify_bundle
 
     try:
         trust = TrustStore.load(Path(args.trust))
-        # Strictly, as POST /v1/verify reads it: a duplicate key would let another parser see another document.
-        bundle = canonical.loads(Path(args.bundle).read_bytes())
+        # As POST /v1/verify reads it: within its size limit, and strictly, for a duplicate key would let another
+        # parser see another document.
+        limit = Settings().max_large_body_bytes
+        with Path(args.bundle).open("rb") as file:
+            data = file.read(limit + 1)
+        if len(data) > limit:
+            raise BadRequest(f"the bundle is larger than the {limit} bytes a node verifies (EBL_MAX_DOCUMENT_BYTES)")
+        bundle = canonical.loads(data)
+        if canonical.holds_nul(data, bundle):
+            raise BadRequest("a string of the bundle holds U+0000 (NUL), which no node takes")
         report = verify_bundle(bundle, trust, witnesses=args.witnesses)
-    except (OSError, ValueError, EblError) as exc:
+    except (OSError, ValueError, EblError, SetupError) as exc:
         print(f"ebl verify: unusable input: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     print(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))

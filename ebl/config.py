@@ -91,5 +91,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def max_large_body_bytes(self) -> int:
+        """The largest body that carries an eBL's whole chain or a document: what the base64 of a document of
+        ``max_document_bytes`` takes in a JSON string. A DCSA PINT envelope or additional document, or a bundle to
+        verify (a chain grows with every action, and 1 MB held some 500–600 entries)."""
+        return 4 * -(-self.max_document_bytes // 3) + 2
+
+    @property
     def is_sandbox(self) -> bool:
         return bool(self.sandbox)

@@ -58,6 +58,34 @@ def test_verify_exit_codes(
     assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 2
 
 
+def test_verify_reads_a_bundle_within_the_limits_of_post_verify(
+    api: Api,
+    node: Node,
+    sample: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bundle = _story_bundle(api, sample, tmp_path)
+    trust = node.settings.keys_dir / "trust.json"
+    size = bundle.stat().st_size
+    # The limit in force is the node's: what the base64 of the largest document takes.
+    monkeypatch.setenv("EBL_MAX_DOCUMENT_BYTES", str(3 * ((size - 3) // 4)))  # a limit of size - 1 to size - 4
+    capsys.readouterr()
+    assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 2
+    assert "larger than the" in capsys.readouterr().err
+    monkeypatch.setenv("EBL_MAX_DOCUMENT_BYTES", str(3 * ((size + 1) // 4)))  # size to size + 3
+    assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 0
+    monkeypatch.delenv("EBL_MAX_DOCUMENT_BYTES")
+
+    with_nul = json.loads(bundle.read_text(encoding="utf-8"))
+    with_nul["transportDocument"]["transportDocumentReference"] += "\u0000"
+    bundle.write_text(json.dumps(with_nul), encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["verify", str(bundle), "--trust", str(trust)]) == 2
+    assert "U+0000" in capsys.readouterr().err
+
+
 def test_verify_with_a_trust_store_that_does_not_know_the_node(
     api: Api, sample: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

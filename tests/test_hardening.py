@@ -258,6 +258,17 @@ def test_metrics_count_requests_by_route_and_show_ebls_and_log_size(api: Api, sa
     assert _metrics(api.client)[("ebl_log_size", ())] == 2
 
 
+def test_metrics_label_the_framework_pages_by_their_path(api: Api) -> None:
+    assert api.client.get("/openapi.json").status_code == 200
+    assert api.client.get("/docs").status_code == 200
+    assert api.client.get("/no/such/page").status_code == 404
+    metrics = _metrics(api.client)
+    for path, status in (("/openapi.json", "200"), ("/docs", "200")):
+        assert metrics[("ebl_http_requests_total", (("method", "GET"), ("route", path), ("status", status)))] == 1
+    unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
+    assert metrics[("ebl_http_requests_total", unmatched)] == 1
+
+
 def test_a_stopping_server_finishes_the_requests_in_flight(tmp_path: Path) -> None:
     node = NodeProcess(tmp_path, DATABASES.url(tmp_path))
     node.start()
