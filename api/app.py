@@ -115,12 +115,6 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
         if settings_.rate_limit_per_second > 0
         else None
     )
-    app.add_middleware(
-        Observability,
-        metrics=app.state.metrics,
-        limiter=limiter,
-        is_known_key=lambda api_key: node.remembered_caller(api_key) is not None,
-    )
     routers = [module.router for module in (meta, ebls, dcsa, pint, verify, log)]
     for router in routers:
         app.include_router(router)
@@ -128,6 +122,13 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
     routes = [route for route in app.routes if isinstance(route, Route)] + [
         route for router in routers for route in router.routes if isinstance(route, Route)
     ]
+    app.add_middleware(
+        Observability,
+        metrics=app.state.metrics,
+        limiter=limiter,
+        is_known_key=lambda api_key: node.remembered_caller(api_key) is not None,
+        routes=routes,
+    )
     errors.install(app, routes)
     openapi.install(app)
     return app

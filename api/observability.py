@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect, Request
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import bearer_token
@@ -90,16 +91,15 @@ def _buckets(scope: Scope, is_known_key: Callable[[str], bool]) -> list[str]:
     return [address]
 
 
-def _route_template(scope: Scope) -> str:
-    """The path template of the route that answered, the label of the request's metrics (``unmatched`` for none).
+def _route_template(scope: Scope, routes: Sequence[Route]) -> str:
+    """The path template of the route the request was for, the label of its metrics (``unmatched`` for none).
 
-    FastAPI's routes put themselves in the scope; the framework's own pages (``/openapi.json``, ``/docs``) leave
-    only their endpoint there, so their route is looked up by it.
+    FastAPI's routes put themselves in the scope. The route is looked up by the path for the requests this middleware
+    answers itself (429, say) and for the framework's own pages (``/openapi.json``, ``/docs``), which do not.
     """
     route = scope.get("route")
-    endpoint = scope.get("endpoint")
-    if route is None and endpoint is not None:
-        route = next((r for r in scope["app"].routes if getattr(r, "endpoint", None) is endpoint), None)
+    if route is None:
+        route = next((r for r in routes if r.matches(scope)[0] is Match.FULL), None)
     return getattr(route, "path_format", "unmatched")
 
 
@@ -117,9 +117,16 @@ def _repeated_parameter(query: bytes) -> str | None:
 
 class Observability:
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, limiter: RateLimiter | None, is_known_key: Callable[[str], bool]
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        limiter: RateLimiter | None,
+        is_known_key: Callable[[str], bool],
+        routes: Sequence[Route],
     ) -> None:
+        """``routes``: all the app's routes, to name the route of a request that none put in its scope."""
         self.app, self.metrics, self.limiter, self.is_known_key = app, metrics, limiter, is_known_key
+        self.routes = routes
 
     def _wait(self, scope: Scope) -> int:
         """0 if the request may go on, else the seconds its client must wait; no bucket after a refusing one pays."""
@@ -177,7 +184,7 @@ class Observability:
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
-            template = _route_template(scope)
+            template = _route_template(scope, self.routes)
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(scope["method"], template).observe(elapsed)
             access_log.info(

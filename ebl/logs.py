@@ -10,12 +10,25 @@ import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 """The id of the request being handled; set by the web adapter, read by every log line written meanwhile."""
 
 # Attributes a log call may pass in ``extra=`` that become fields of the JSON line.
 FIELDS = ("method", "path", "status", "duration_ms", "party", "client")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a log line shows it: without user information or query, where a password or a token may be."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(a URL that does not parse)"
+    host = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, host if port is None else f"{host}:{port}", parts.path, "", ""))
 
 
 class JsonFormatter(logging.Formatter):

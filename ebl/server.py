@@ -80,11 +80,14 @@ def serve(host: str, port: int, workers: int, **options: Any) -> int:
 
     With ``workers`` above 1, start that many processes and wait. SIGTERM or SIGINT stops them gracefully (each
     finishes the requests it has in flight); a worker that exits on its own stops the others too, and the node exits
-    with status 1 for its service manager to restart it whole."""
+    with status 1 for its service manager to restart it whole. Workers whose supervisor was killed stop gracefully."""
     serving = _Serving(host, port, workers, options)
     serving.configure_logging()
     # Bound, never listening: the port is checked before the database is opened, and this socket takes no connections.
     try:
+        # A socket that shares the port binds wherever all the sockets there share it too, as another node's workers
+        # do: only one that does not share it is refused by them.
+        _bound_socket(serving.host, serving.port, shared=False).close()
         probe = _bound_socket(serving.host, serving.port)
     except OSError as error:
         logger.error("cannot listen on %s:%s: %s", serving.host, serving.port, error.strerror)
@@ -99,12 +102,14 @@ def serve(host: str, port: int, workers: int, **options: Any) -> int:
         return _run_workers(serving)
 
 
-def _bound_socket(host: str, port: int) -> socket.socket:
+def _bound_socket(host: str, port: int, *, shared: bool = True) -> socket.socket:
+    """A TCP socket bound to the port; ``shared``: with ``SO_REUSEPORT``, as every worker's is."""
     # IPPROTO_TCP named, not left to the default: asyncio turns Nagle's algorithm off only on sockets that say so.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -135,7 +140,19 @@ def _worker(serving: _Serving) -> None:
     # Listening before the app has started: connections made meanwhile wait in this worker's queue, where they would
     # otherwise all go to the workers already up, and stay there for as long as their clients keep them open.
     sock.listen(config.backlog)
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    threading.Thread(target=_stop_when_orphaned, args=(server,), name="ebl-supervisor-watch", daemon=True).start()
+    server.run(sockets=[sock])
+
+
+def _stop_when_orphaned(server: uvicorn.Server) -> None:
+    """Stop ``server`` gracefully once the supervisor has exited: killed (SIGKILL), it cannot stop its workers, which
+    would serve on with nobody to stop them, sharing the port with the node that replaces it."""
+    supervisor = multiprocessing.parent_process()
+    assert supervisor is not None  # a worker is always started by the supervisor
+    supervisor.join()
+    logger.error("the supervisor (process %s) exited; this worker stops", supervisor.pid)
+    server.should_exit = True
 
 
 def _run_workers(serving: _Serving) -> int:

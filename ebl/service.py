@@ -54,6 +54,7 @@ from ebl.log import note
 from ebl.log.ledger import Ledger, default_origin
 from ebl.log.merkle import ProofError
 from ebl.log.witness import AddCheckpoint, Witness
+from ebl.logs import shown_url
 from ebl.parties import NONE_PARTY, IssueToParty, PartyRef, Role, code_keys
 from ebl.store.db import Database, DatabaseSetupError, at_end, make_engine, migrate, read_session, write
 from ebl.store.repositories import (
@@ -1166,19 +1167,21 @@ class Node:
                         f"{url}/add-checkpoint", content=self._add_checkpoint_body(int(response.text.strip()), latest)
                     )
             except httpx.HTTPError as exc:
-                logger.warning("witness %s did not answer for checkpoint %d: %s", url, latest.size, exc)
+                logger.warning("witness %s did not answer for checkpoint %d: %s", shown_url(url), latest.size, exc)
                 continue
             except ValueError as exc:  # its 409 named no size of our log that a proof can start from
                 logger.warning(
-                    "witness %s answered checkpoint %d with a size it cannot have: %s", url, latest.size, exc
+                    "witness %s answered checkpoint %d with a size it cannot have: %s", shown_url(url), latest.size, exc
                 )
                 continue
             if response.status_code != 200:
-                logger.warning("witness %s refused checkpoint %d: %s", url, latest.size, response.status_code)
+                logger.warning(
+                    "witness %s refused checkpoint %d: %s", shown_url(url), latest.size, response.status_code
+                )
                 continue
             line = response.text
             if not note.cosigners(latest.note + line, peer_witnesses):
-                logger.warning("witness %s answered a cosignature no trusted peer key made", url)
+                logger.warning("witness %s answered a cosignature no trusted peer key made", shown_url(url))
                 continue
             self._keep_cosignature(
                 CosignatureRow(checkpoint_size=latest.size, witness_url=url, line=line, created_at=_now())

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from ebl.logs import JsonFormatter
+from ebl.logs import JsonFormatter, shown_url
 from ebl.service import Node
 from tests.conftest import CARRIER, CQ_CUSTOMS, DATABASES, SHIPPER, Api, assert_error, load_sample, node_settings
 from tests.nodeproc import NodeProcess
@@ -47,6 +47,9 @@ def test_an_api_key_over_its_limit_gets_429_with_retry_after(limited: Api) -> No
     # Another key has a bucket of its own; health checks and scrapes are never limited.
     assert limited.get(CARRIER, "/v1/parties").status_code == 200
     assert all(limited.client.get("/health").status_code == 200 for _ in range(5))
+    # Counted under the route that was refused, as every answer is.
+    refused_route = (("method", "GET"), ("route", "/v1/parties"), ("status", "429"))
+    assert _metrics(limited.client)[("ebl_http_requests_total", refused_route)] == 1
 
 
 def test_one_api_key_has_one_bucket_however_its_header_is_spelt(limited: Api) -> None:
@@ -256,6 +259,18 @@ def test_metrics_count_requests_by_route_and_show_ebls_and_log_size(api: Api, sa
     assert _metrics(api.client)[("ebl_ebls", ())] == 2
     assert _metrics(api.client)[("ebl_ebls", ())] == 2
     assert _metrics(api.client)[("ebl_log_size", ())] == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://alice:s3cret@[::1]:8001/v1/log/witness?token=t0ken", "http://[::1]:8001/v1/log/witness"),
+        ("https://sgsb.example/v1/log/witness", "https://sgsb.example/v1/log/witness"),
+        ("http://alice:s3cret@sgsb.example:99999/", "(a URL that does not parse)"),
+    ],
+)
+def test_a_logged_url_shows_no_password_and_no_query(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
 
 
 def test_metrics_label_the_framework_pages_by_their_path(api: Api) -> None:

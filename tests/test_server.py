@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -100,9 +101,12 @@ def test_a_worker_that_dies_stops_the_node_with_status_1(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_port_already_taken_is_refused_before_any_worker_starts(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["plain", "SO_REUSEPORT"])
+def test_a_port_already_taken_is_refused_before_any_worker_starts(tmp_path: Path, workers: int, shared: bool) -> None:
     port = free_port()
     with socket.socket() as taken:
+        # Shared as another node's workers share theirs: a socket of ours that shares the port would bind beside it.
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, shared)
         taken.bind(("127.0.0.1", port))
         taken.listen()
         result = subprocess.run(
@@ -116,6 +120,27 @@ def test_a_port_already_taken_is_refused_before_any_worker_starts(tmp_path: Path
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert not list(tmp_path.glob("*.db"))  # refused before the database was opened
+
+
+def test_the_workers_of_a_killed_supervisor_stop(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path, DATABASES.url(tmp_path), workers=2)
+    node.start()
+    workers = _workers_answering(node)
+    node.kill()
+    for pid in workers:
+        # Not our children: a pidfd tells when each exits (it reads as ready once the process is a zombie or gone).
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            ready, _, _ = select.select([pidfd], [], [], 60)
+        finally:
+            os.close(pidfd)
+        assert ready, f"worker {pid} serves on without its supervisor"
+    assert node.log.count(f"the supervisor (process {node.pid}) exited; this worker stops") == 2
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{node.url}/health", timeout=10)
 
 
 def test_a_database_that_cannot_be_prepared_starts_no_worker(tmp_path: Path) -> None:
