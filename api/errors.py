@@ -70,12 +70,15 @@ def ebl_error_response(request: Request, exc: EblError) -> JSONResponse:
     return error_response(request, exc.status_code, exc.code, exc.message, exc.details)
 
 
+def routes_at(routes: Sequence[Route], path: str) -> list[Route]:
+    """The routes whose path template matches ``path``, whatever their methods."""
+    return [route for route in routes if route.path_regex.match(path)]
+
+
 def _allowed_methods(routes: Sequence[Route], path: str) -> str:
     """The ``Allow`` of a 405: the methods of every route of the path. Starlette's names only the first route that
     matched the path, and this API has paths with one route per method (``GET`` and ``POST /v1/ebls``)."""
-    return ", ".join(
-        sorted({method for route in routes if route.path_regex.match(path) for method in route.methods or ()})
-    )
+    return ", ".join(sorted({method for route in routes_at(routes, path) for method in route.methods or ()}))
 
 
 def install(app: FastAPI, routes: Sequence[Route]) -> None:

@@ -21,11 +21,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect, Request
-from starlette.routing import Match, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import bearer_token
-from api.errors import REQUEST_ID_HEADER, error_response
+from api.errors import REQUEST_ID_HEADER, error_response, routes_at
 from ebl.logs import REQUEST_ID
 from ebl.ratelimit import RateLimiter
 from ebl.service import Node, hash_api_key
@@ -99,7 +99,8 @@ def _route_template(scope: Scope, routes: Sequence[Route]) -> str:
     """
     route = scope.get("route")
     if route is None:
-        route = next((r for r in routes if r.matches(scope)[0] is Match.FULL), None)
+        method = scope["method"]
+        route = next((r for r in routes_at(routes, scope["path"]) if r.methods is None or method in r.methods), None)
     return getattr(route, "path_format", "unmatched")
 
 

@@ -125,6 +125,13 @@ def _missing_documents(transfers: TransferRepository, manifest: pint.EnvelopeMan
     return sorted(set(declared) - set(held))
 
 
+def _received_documents(accepted: EnvelopeRow | None) -> list[str]:
+    """The additional documents this node's receipt for an accepted envelope lists (none without a receipt)."""
+    if accepted is None or not accepted.response:
+        return []
+    return pint.read_response(accepted.response).receivedAdditionalDocumentChecksums or []
+
+
 def _tx_json(tx: Transaction) -> dict[str, Any]:
     return tx.model_dump(mode="json", exclude_none=True)
 
@@ -295,13 +302,12 @@ class Transfers:
         return row
 
     def _duplicate_of_accepted(self, row: EnvelopeRow) -> str:
-        accepted = pint.read_response(row.response or "")
         chain_jws = json.loads(row.body)["envelopeTransferChain"]
         answer = self._answer(
             row.last_entry_checksum,
             "DUPE",
             duplicateOfAcceptedEnvelopeTransferChainEntrySignedContent=chain_jws[-1],
-            receivedAdditionalDocumentChecksums=accepted.receivedAdditionalDocumentChecksums or [],
+            receivedAdditionalDocumentChecksums=_received_documents(row),
         )
         return str(answer.body)
 
@@ -335,12 +341,11 @@ class Transfers:
                 accepted = TransferRepository(session).accepted_envelope(
                     opened.reference, chain.entry_checksum(last_held)
                 )
-                receipt = pint.read_response(accepted.response) if accepted and accepted.response else None
                 return self._answer(
                     opened.last_checksum,
                     "DUPE",
                     duplicateOfAcceptedEnvelopeTransferChainEntrySignedContent=last_held,
-                    receivedAdditionalDocumentChecksums=(receipt and receipt.receivedAdditionalDocumentChecksums) or [],
+                    receivedAdditionalDocumentChecksums=_received_documents(accepted),
                 )
             raise pint.Refusal("DISE", "this platform holds transfers of this eBL that the envelope lacks")
         history, state = self._held(session, row)
